@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/sluice-ci/sluice/actions"
+	"github.com/sluice-ci/sluice/fastpath"
+	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/slowpath"
+)
+
+// Exit codes.
+const (
+	exitPass     = 0
+	exitBlocked  = 1
+	exitUsage    = 2
+	exitInternal = 3
+)
+
+const usage = `sluice: a CI/CD security gate
+
+Usage:
+  sluice check [flags] [PATH...]   run the fast path over a change; prints a verdict
+  sluice policy validate [--policy FILE]
+                                   check a policy file without running anything
+  sluice version                   print the version
+
+Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
+3 internal error. Run 'sluice check -h' for the flags of check.
+`
+
+// planned are commands of the product brief not built in this version.
+var planned = map[string]string{
+	"worker":  "the slow-path worker",
+	"status":  "slow-path results",
+	"batch":   "release-batch approval",
+	"budgets": "the SLO report",
+	"hook":    "the pre-push hook",
+	"db":      "the vulnerability DB",
+}
+
+// env is the process environment as a function, so tests can inject it.
+type env func(string) string
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) (code int) {
+	defer func() {
+		if v := recover(); v != nil {
+			fmt.Fprintf(stderr, "sluice: internal error: %v\n%s", v, debug.Stack())
+			code = exitInternal
+		}
+	}()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr, getenv)
+	case "policy":
+		return runPolicy(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "sluice", version())
+		return exitPass
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitPass
+	default:
+		if what, ok := planned[cmd]; ok {
+			fmt.Fprintf(stderr, "sluice %s: %s is not built in this version of sluice yet\n", cmd, what)
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// catalog is every control this build knows, in report order.
+func catalog() gate.Catalog {
+	return append(gate.Catalog(fastpath.Specs()), slowpath.Specs()...)
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
+	fs := newFlagSet("sluice check", stderr)
+	var (
+		base    = fs.String("base", "", "base `REF` of the range (default: merge base with the upstream branch, else origin/HEAD, else HEAD^)")
+		head    = fs.String("head", "", "head `REF` of the range (default HEAD)")
+		policy  = fs.String("policy", "", "policy `FILE` (default .sluice.yaml at the repository root or working directory, else built-in defaults)")
+		format  = fs.String("format", "text", "output `FORMAT`: "+strings.Join(actions.Formats, ", "))
+		output  = fs.String("output", "", "also write the JSON verdict to `FILE` (written whole or not at all)")
+		root    = fs.String("root", "", "`DIR` that reported paths are relative to in paths mode (default: the working directory)")
+		verbose = fs.Bool("v", false, "log progress to stderr")
+		paths   listFlag
+		images  listFlag
+	)
+	fs.Var(&paths, "paths", "check this file or folder whole instead of a git range (repeatable; extra arguments count too)")
+	fs.Var(&images, "image", "container image `REF` the change releases (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: sluice check [flags] [PATH...]\n\nWithout paths, checks the git range --base..--head of the repository around the working directory.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitPass
+		}
+		return exitUsage
+	}
+	paths = append(paths, fs.Args()...)
+	if !slices.Contains(actions.Formats, *format) {
+		fmt.Fprintf(stderr, "sluice check: --format %q: want one of %s\n", *format, strings.Join(actions.Formats, ", "))
+		return exitUsage
+	}
+	if len(paths) > 0 && (*base != "" || *head != "") {
+		fmt.Fprintln(stderr, "sluice check: give either --paths or a git range (--base/--head), not both")
+		return exitUsage
+	}
+	logger := newLogger(stderr, *verbose)
+
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fail(stderr, "check", err)
+	}
+	var ch *gate.Change
+	if len(paths) > 0 {
+		r := *root
+		if r == "" {
+			r = cwd
+		}
+		ch, err = gate.ChangeFromPaths(r, paths)
+	} else {
+		ch, err = gate.ChangeFromRange(ctx, gate.RangeOptions{Dir: cwd, Base: *base, Head: *head})
+	}
+	if err != nil {
+		return fail(stderr, "check", err)
+	}
+	ch.Images = images
+
+	policyDir := ch.Root
+	if ch.Mode == gate.PathsMode {
+		if top, err := gate.RepoRoot(ctx, cwd); err == nil {
+			policyDir = top
+		} else {
+			policyDir = cwd
+		}
+	}
+	pol, err := gate.FindPolicy(*policy, policyDir, catalog())
+	if err != nil {
+		return fail(stderr, "check", err)
+	}
+	g, err := gate.New(pol, envFor(pol, ch.Root, policyDir), logger)
+	if err != nil {
+		return fail(stderr, "check", err)
+	}
+	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
+	v := g.Check(ctx, ch)
+
+	if *output != "" {
+		var buf bytes.Buffer
+		if err := actions.WriteJSON(&buf, v); err != nil {
+			return fail(stderr, "check", err)
+		}
+		if err := writeFileAtomic(*output, buf.Bytes()); err != nil {
+			return fail(stderr, "check", fmt.Errorf("writing --output: %w", err))
+		}
+	}
+	if err := actions.Write(stdout, *format, v); err != nil {
+		return fail(stderr, "check", fmt.Errorf("writing verdict: %w", err))
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "sluice check: interrupted")
+		return exitInternal
+	}
+	if !v.Pass() {
+		return exitBlocked
+	}
+	return exitPass
+}
+
+func envFor(p *gate.Policy, root, policyDir string) gate.Env {
+	if p.Source != "" {
+		policyDir = filepath.Dir(p.Source)
+	}
+	return gate.Env{Root: root, PolicyDir: policyDir}
+}
+
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "validate" {
+		fmt.Fprintln(stderr, "Usage: sluice policy validate [--policy FILE]")
+		return exitUsage
+	}
+	fs := newFlagSet("sluice policy validate", stderr)
+	policy := fs.String("policy", "", "policy `FILE` (default .sluice.yaml at the repository root or working directory)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitPass
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		if *policy != "" || fs.NArg() > 1 {
+			fmt.Fprintln(stderr, "sluice policy validate: give one policy file")
+			return exitUsage
+		}
+		*policy = fs.Arg(0)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fail(stderr, "policy validate", err)
+	}
+	dir := cwd
+	if top, err := gate.RepoRoot(ctx, cwd); err == nil {
+		dir = top
+	}
+	pol, err := gate.FindPolicy(*policy, dir, catalog())
+	if err != nil {
+		return fail(stderr, "policy validate", err)
+	}
+	if pol.Source == "" {
+		fmt.Fprintf(stderr, "sluice policy validate: no %s in %s; the built-in defaults apply\n", gate.PolicyFile, dir)
+		return exitUsage
+	}
+	if err := pol.Validate(envFor(pol, dir, dir)); err != nil {
+		return fail(stderr, "policy validate", err)
+	}
+	var enabled []string
+	for _, c := range pol.Controls {
+		if c.Enabled {
+			enabled = append(enabled, fmt.Sprintf("%s (%s, %v)", c.Name, c.Placement, c.Budget.Time))
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok, version %d; controls: %s\n", pol.Source, pol.Version, strings.Join(enabled, ", "))
+	return exitPass
+}
+
+// fail prints err and maps it to an exit code: configuration and usage
+// errors are 2, anything else 3.
+func fail(stderr io.Writer, cmd string, err error) int {
+	var ce *gate.ConfigError
+	switch {
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "sluice %s: %v\n", cmd, ce)
+		return exitUsage
+	case errors.Is(err, gate.ErrUsage):
+		fmt.Fprintf(stderr, "sluice %s: %s\n", cmd, strings.TrimPrefix(err.Error(), gate.ErrUsage.Error()+": "))
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "sluice %s: %v\n", cmd, err)
+	return exitInternal
+}
+
+func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames
+// it into place, so a reader never sees half a file.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
