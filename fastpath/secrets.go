@@ -160,7 +160,7 @@ func (s *Secrets) Run(ctx context.Context, ch *gate.Change) (gate.Result, error)
 			}
 			toRead = append(toRead, f)
 		}
-		err := ch.ReadBlobs(ctx, toRead, func(f *gate.File, content []byte) error {
+		err := ch.ReadFiles(ctx, toRead, func(f *gate.File, content []byte) error {
 			targets = append(targets, secrets.Target{Path: f.Path, Content: content})
 			byPath[f.Path] = f
 			return nil

@@ -2,6 +2,8 @@ package gate
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sort"
 	"strings"
 )
@@ -81,9 +83,26 @@ type BlobSource interface {
 	ReadBlobs(ctx context.Context, files []*File, fn func(f *File, content []byte) error) error
 }
 
-// ReadBlobs streams the contents of files at head (range mode only).
-func (c *Change) ReadBlobs(ctx context.Context, files []*File, fn func(f *File, content []byte) error) error {
-	return c.blobs.ReadBlobs(ctx, files, fn)
+// ReadFiles calls fn with each file's content in order: the blob at head in
+// range mode, the file on disk in paths mode. It stops at the first error fn
+// returns, or when ctx is done.
+func (c *Change) ReadFiles(ctx context.Context, files []*File, fn func(f *File, content []byte) error) error {
+	if c.blobs != nil {
+		return c.blobs.ReadBlobs(ctx, files, fn)
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := os.ReadFile(f.Abs)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", f.Path, unwrapPathError(err))
+		}
+		if err := fn(f, data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // HasBlobs reports whether contents come from git objects rather than disk.
