@@ -25,6 +25,19 @@ type Result struct {
 	Notes []string
 	// Suppressed counts findings a baseline accepted.
 	Suppressed int
+	// Artifacts are what the control verified besides files (an image
+	// reference resolved to its digest), whatever the outcome.
+	Artifacts []Artifact
+}
+
+// Artifact is one thing a control checked that is not a file: an image
+// reference, resolved to the digest that was actually verified.
+type Artifact struct {
+	Ref    string `json:"ref"`
+	Digest string `json:"digest,omitempty"`
+	// Status is "verified", "failed" or "error".
+	Status string `json:"status"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Finding is one problem a control found.

@@ -138,6 +138,7 @@ func (g *Gate) runOne(ctx context.Context, c *ControlPolicy, ch *Change) Control
 		Suppressed:  res.Suppressed,
 		Skipped:     res.Skipped,
 		Notes:       res.Notes,
+		Artifacts:   res.Artifacts,
 	}
 	if out.Findings == nil {
 		out.Findings = []Finding{}

@@ -59,6 +59,7 @@ type ControlRun struct {
 	Suppressed  int          `json:"suppressed,omitempty"`
 	Skipped     []Skipped    `json:"skipped,omitempty"`
 	Notes       []string     `json:"notes,omitempty"`
+	Artifacts   []Artifact   `json:"artifacts,omitempty"`
 }
 
 // Deferred is work the verdict hands to the slow path.
