@@ -49,7 +49,6 @@ func testCatalog() Catalog {
 	}
 }
 
-
 func TestParsePolicyAcceptsAFullPolicy(t *testing.T) {
 	src := `version: 1
 controls:
