@@ -20,7 +20,7 @@ func TestCompareWithGitleaksReport(t *testing.T) {
 	if root == "" || glPath == "" {
 		t.Skip("set CMP_ROOT and CMP_GITLEAKS to compare with a gitleaks report")
 	}
-	targets, _, _ := WalkTargets(root)
+	targets, _ := walkTree(t, root)
 	s, _ := New(Config{MaxFileSize: 1 << 30})
 	rep, err := s.ScanTargets(context.Background(), targets, 0)
 	if err != nil {

@@ -228,19 +228,16 @@ func TestScanTargets(t *testing.T) {
 	if err := os.Symlink(filepath.Join(dir, "main.go"), filepath.Join(dir, "link.go")); err != nil {
 		t.Fatal(err)
 	}
-	targets, skipped, err := WalkTargets(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	targets, skipped := walkTree(t, dir)
 	var paths []string
 	for _, tg := range targets {
 		paths = append(paths, tg.Path)
 	}
 	if want := []string{"big.txt", "blob.bin", "certs/client.p12", "clean.txt", "docs/setup.md", "main.go"}; !slices.Equal(paths, want) {
-		t.Errorf("WalkTargets listed %v, want %v", paths, want)
+		t.Errorf("walkTree listed %v, want %v", paths, want)
 	}
 	if want := []Skipped{{File: "link.go", Reason: "symlink"}}; !slices.Equal(skipped, want) {
-		t.Errorf("WalkTargets skipped %v, want %v", skipped, want)
+		t.Errorf("walkTree skipped %v, want %v", skipped, want)
 	}
 	targets = append(targets,
 		Target{Path: "gone.txt", Abs: filepath.Join(dir, "gone.txt")},
@@ -339,15 +336,4 @@ func TestCancellation(t *testing.T) {
 			t.Errorf("took %v to notice the deadline", d)
 		}
 	})
-}
-
-func TestWalkTargetsOnAFile(t *testing.T) {
-	dir := writeTree(t, map[string]string{"a/b.txt": "x"})
-	targets, _, err := WalkTargets(filepath.Join(dir, "a", "b.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(targets) != 1 || targets[0].Path != "b.txt" {
-		t.Errorf("targets = %+v", targets)
-	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -19,71 +18,6 @@ import (
 
 // binaryProbe is how much of a file is searched for a NUL byte.
 const binaryProbe = 8 << 10
-
-// WalkTargets lists every regular file under root (a directory or a file),
-// sorted by path. It skips .git directories and does not follow symbolic
-// links: those, and other files that are not regular, are returned as
-// skipped. A file root yields a target whose Path is its base name.
-func WalkTargets(root string) ([]Target, []Skipped, error) {
-	info, err := os.Lstat(root)
-	if err != nil {
-		return nil, nil, fmt.Errorf("walking %s: %w", root, err)
-	}
-	if !info.IsDir() {
-		name := filepath.ToSlash(filepath.Base(root))
-		if reason := notRegular(info.Mode()); reason != "" {
-			return nil, []Skipped{{File: name, Reason: reason}}, nil
-		}
-		return []Target{{Path: name, Abs: root}}, nil, nil
-	}
-	var (
-		targets []Target
-		skipped []Skipped
-	)
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		rel, relErr := filepath.Rel(root, p)
-		if relErr != nil {
-			return relErr
-		}
-		rel = filepath.ToSlash(rel)
-		if err != nil {
-			if p == root {
-				return err
-			}
-			skipped = append(skipped, Skipped{File: rel, Reason: "unreadable: " + errText(err)})
-			if d != nil && d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			if d.Name() == ".git" && p != root {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if reason := notRegular(d.Type()); reason != "" {
-			skipped = append(skipped, Skipped{File: rel, Reason: reason})
-			return nil
-		}
-		targets = append(targets, Target{Path: rel, Abs: p})
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("walking %s: %w", root, err)
-	}
-	return targets, skipped, nil
-}
-
-func notRegular(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	case !m.IsRegular():
-		return "not a regular file"
-	}
-	return ""
-}
 
 // errText describes an I/O error; it never carries file content.
 func errText(err error) string {
