@@ -12,7 +12,7 @@ import (
 
 // Specs returns the fast controls this build knows, in report order.
 func Specs() []gate.Spec {
-	return []gate.Spec{SecretsSpec()}
+	return []gate.Spec{SecretsSpec(), LintSpec(), SignaturesSpec()}
 }
 
 // SecretsSpec describes the secrets control: on by default, fast, 5s,

@@ -320,7 +320,7 @@ func TestPolicyValidateAcceptsAGoodPolicy(t *testing.T) {
 	r := newRepo(t)
 	r.write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    budget: 3s\n    on_overrun: fail-open\n    rules:\n      - id: acme-key\n        regex: 'acme_[a-z0-9]{32}'\n        keywords: [acme_]\n  dependency-scan:\n    enabled: false\n")
 	res := sluice(t, r.dir, "policy", "validate")
-	if res.code != exitPass || !strings.Contains(res.stdout, "ok, version 1; controls: secrets (fast, 3s), image-scan (slow, 10m0s)") {
+	if res.code != exitPass || !strings.Contains(res.stdout, "ok, version 1; controls: secrets (fast, 3s), lint (fast, 20s), image-scan (slow, 10m0s)") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
 	}
 }

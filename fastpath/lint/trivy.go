@@ -1,0 +1,213 @@
+package lint
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+	"testing/fstest"
+
+	"github.com/sourcegraph/conc/pool"
+
+	trivylog "github.com/aquasecurity/trivy/pkg/log"
+
+	"github.com/aquasecurity/trivy/pkg/iac/rego"
+	"github.com/aquasecurity/trivy/pkg/iac/scan"
+	cfscanner "github.com/aquasecurity/trivy/pkg/iac/scanners/cloudformation"
+	dfscanner "github.com/aquasecurity/trivy/pkg/iac/scanners/dockerfile"
+	"github.com/aquasecurity/trivy/pkg/iac/scanners/helm"
+	k8sscanner "github.com/aquasecurity/trivy/pkg/iac/scanners/kubernetes"
+	"github.com/aquasecurity/trivy/pkg/iac/scanners/options"
+	"github.com/aquasecurity/trivy/pkg/iac/scanners/terraform"
+)
+
+// trivyEngine runs Trivy's misconfiguration checks, compiled once.
+type trivyEngine struct {
+	rs *rego.Scanner
+}
+
+// quietTrivyLog stops Trivy's logger from keeping every record in memory:
+// until initialised, Trivy's log package buffers all of them. Only a
+// default left as Trivy's init set it is replaced.
+func quietTrivyLog() {
+	if _, ok := slog.Default().Handler().(*trivylog.DeferredHandler); ok {
+		trivylog.InitLogger(false, true)
+	}
+}
+
+func newTrivyEngine(bundle string) (*trivyEngine, error) {
+	quietTrivyLog()
+	opts := []options.ScannerOption{
+		rego.WithEmbeddedPolicies(bundle == ""),
+		rego.WithEmbeddedLibraries(bundle == ""),
+	}
+	if bundle != "" {
+		st, err := os.Stat(bundle)
+		if err != nil {
+			return nil, fmt.Errorf("reading checks bundle: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("checks bundle %s is not a folder (unpack the bundle first)", bundle)
+		}
+		opts = append(opts, rego.WithPolicyFilesystem(os.DirFS(bundle)), rego.WithPolicyDirs("."))
+	}
+	rs := rego.NewScanner(opts...)
+	if err := rs.LoadPolicies(nil); err != nil {
+		return nil, fmt.Errorf("loading Trivy checks: %w", err)
+	}
+	return &trivyEngine{rs: rs}, nil
+}
+
+// target is one Trivy scanner over the files of its kind.
+type target struct {
+	kind  Kind
+	fsys  fstest.MapFS
+	files map[string]string // fs path -> change path
+	// report says whether findings in a file (by change path) are reported.
+	report map[string]bool
+}
+
+// fsPath makes a change path valid in an fs.FS.
+func fsPath(p string) string {
+	p = strings.TrimPrefix(path.Clean(p), "/")
+	p = strings.ReplaceAll(p, "../", "_up_/")
+	if p == ".." {
+		p = "_up_"
+	}
+	return p
+}
+
+func (t *target) add(p string, content []byte, report bool) {
+	fp := fsPath(p)
+	t.fsys[fp] = &fstest.MapFile{Data: content, Mode: 0o644}
+	t.files[fp] = p
+	if report {
+		t.report[p] = true
+	}
+}
+
+func newTarget(k Kind) *target {
+	return &target{kind: k, fsys: fstest.MapFS{}, files: map[string]string{}, report: map[string]bool{}}
+}
+
+// scan runs the checks for each kind present, side by side.
+func (e *trivyEngine) scan(ctx context.Context, inputs, extra []*input, charts []*chart) ([]Finding, []string, error) {
+	targets := map[Kind]*target{}
+	get := func(k Kind) *target {
+		if targets[k] == nil {
+			targets[k] = newTarget(k)
+		}
+		return targets[k]
+	}
+	for _, in := range inputs {
+		if len(in.syntax) > 0 {
+			continue // reported as a syntax finding; Trivy would only log it
+		}
+		get(in.kind).add(in.path, in.content, true)
+	}
+	for _, in := range extra {
+		if targets[Terraform] != nil {
+			targets[Terraform].add(in.path, in.content, false)
+		}
+	}
+	for _, c := range charts {
+		t := get(Helm)
+		for p, data := range c.files {
+			t.add(p, data, true)
+		}
+	}
+	order := []Kind{Dockerfile, Kubernetes, Helm, Terraform, CloudFormation}
+	results := make([][]Finding, len(order))
+	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(2)
+	for i, k := range order {
+		t := targets[k]
+		if t == nil {
+			continue
+		}
+		p.Go(func(ctx context.Context) error {
+			fs, err := e.scanTarget(ctx, t)
+			results[i] = fs
+			return err
+		})
+	}
+	if err := p.Wait(); err != nil {
+		return nil, nil, err
+	}
+	var out []Finding
+	for _, r := range results {
+		out = append(out, r...)
+	}
+	return out, nil, nil
+}
+
+type fsScanner interface {
+	ScanFS(ctx context.Context, fsys fs.FS, dir string) (scan.Results, error)
+}
+
+func (e *trivyEngine) scanTarget(ctx context.Context, t *target) ([]Finding, error) {
+	withRego := rego.WithRegoScanner(e.rs)
+	var sc fsScanner
+	switch t.kind {
+	case Dockerfile:
+		sc = dfscanner.NewScanner(withRego)
+	case Kubernetes:
+		sc = k8sscanner.NewScanner(withRego)
+	case Helm:
+		sc = helm.New(withRego)
+	case Terraform:
+		sc = terraform.New(withRego,
+			terraform.ScannerWithAllDirectories(true),
+			terraform.ScannerWithDownloadsAllowed(false),
+			terraform.ScannerWithSkipCachedModules(true),
+		)
+	case CloudFormation:
+		sc = cfscanner.New(withRego)
+	default:
+		return nil, nil
+	}
+	res, err := sc.ScanFS(ctx, newMemFS(t.fsys), ".")
+	if err != nil {
+		return nil, fmt.Errorf("scanning %s files: %w", t.kind, err)
+	}
+	var out []Finding
+	for _, r := range res {
+		if r.Status() != scan.StatusFailed {
+			continue
+		}
+		flat := r.Flatten()
+		file, ok := t.files[fsPath(flat.Location.Filename)]
+		if !ok {
+			file = flat.Location.Filename
+		}
+		if !t.report[file] {
+			continue
+		}
+		rule := r.Rule()
+		id := rule.ID
+		if id == "" {
+			id = rule.AVDID
+		}
+		msg := strings.TrimSpace(flat.Description)
+		if res := strings.TrimSpace(flat.Resolution); res != "" {
+			msg = strings.TrimSuffix(msg, ".") + "; " + lowerFirst(strings.TrimSuffix(res, "."))
+		}
+		line := flat.Location.StartLine
+		if line <= 0 {
+			line = 1
+		}
+		out = append(out, Finding{
+			Check: id, Severity: string(flat.Severity), File: file, Line: line, Message: msg, Kind: t.kind,
+		})
+	}
+	return out, nil
+}
+
+func lowerFirst(s string) string {
+	if s == "" || strings.ToUpper(s[:1]) != s[:1] || len(s) > 1 && strings.ToUpper(s[1:2]) == s[1:2] {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
+}
