@@ -1,13 +1,17 @@
 package secrets
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/sourcegraph/conc/pool"
 )
 
 // Scanner scans content for secrets with a compiled rule set. It is safe for
@@ -41,7 +45,7 @@ type rule struct {
 	description string
 	severity    string
 	generic     bool
-	re          *regexp.Regexp // as written, for whole files and secret extraction
+	re          func() *regexp.Regexp // as written, for whole files and secret extraction; compiled on first use; nil for path-only rules
 	// Variants for windows touching neither end of the file, only its
 	// start, only its end; compiled on first use.
 	reMid, reHead, reTail func() *regexp.Regexp
@@ -125,12 +129,19 @@ func New(cfg Config) (*Scanner, error) {
 	if s.maxSize <= 0 {
 		s.maxSize = DefaultMaxFileSize
 	}
+	// Rules compile independently: side by side, on every core.
+	compiled := make([]*rule, len(rules))
+	errs := make([]error, len(rules))
+	p := pool.New().WithMaxGoroutines(runtime.GOMAXPROCS(0))
+	for i, r := range rules {
+		p.Go(func() { compiled[i], errs[i] = compileRule(r) })
+	}
+	p.Wait()
+	if err := cmp.Or(errs...); err != nil {
+		return nil, err
+	}
 	byID := map[string]*rule{}
-	for _, r := range rules {
-		cr, err := compileRule(r)
-		if err != nil {
-			return nil, err
-		}
+	for _, cr := range compiled {
 		cr.idx = len(s.rules)
 		s.rules = append(s.rules, cr)
 		byID[cr.id] = cr
@@ -299,9 +310,10 @@ func compileRule(r Rule) (*rule, error) {
 	if err != nil {
 		return nil, wrap(regexError("regex", err))
 	}
-	if cr.re, err = regexp.Compile(r.Regex); err != nil {
-		return nil, wrap(regexError("regex", err))
-	}
+	// A regex that parses compiles (regexp.Compile is Parse, Simplify and a
+	// program build that cannot fail), so compiling waits for first use.
+	expr := r.Regex
+	cr.re = lazyCompile(func() string { return expr })
 	cr.info = analyse(tree)
 	if r.SecretGroup < 0 || r.SecretGroup > cr.info.groups {
 		return nil, fail("secret_group", fmt.Errorf("%d, but the regex has %d groups", r.SecretGroup, cr.info.groups))
@@ -318,42 +330,44 @@ func compileRule(r Rule) (*rule, error) {
 	default:
 		cr.mode = winFile
 	}
-	same := func() *regexp.Regexp { return cr.re }
-	cr.reMid, cr.reHead, cr.reTail = same, same, same
+	cr.reMid, cr.reHead, cr.reTail = cr.re, cr.re, cr.re
 	if cr.info.beginText || cr.info.endText {
-		cr.reMid = lazyCompile(windowVariant(tree, true, true))
-		cr.reHead = lazyCompile(windowVariant(tree, false, true))
-		cr.reTail = lazyCompile(windowVariant(tree, true, false))
+		cr.reMid = lazyCompile(windowVariant(tree, true, true).String)
+		cr.reHead = lazyCompile(windowVariant(tree, false, true).String)
+		cr.reTail = lazyCompile(windowVariant(tree, true, false).String)
 	}
 	if prefix, core, ok := keywordSplit(tree, cr.kw); ok {
 		cr.split = true
 		cr.prefixInfo = analyse(prefix)
-		cr.coreEnd = lazyCompile(anchored(core.String()))
-		cr.coreMid = lazyCompile(anchored(windowVariant(core, false, true)))
+		cr.coreEnd = lazyCompile(anchored(core.String))
+		cr.coreMid = lazyCompile(anchored(windowVariant(core, false, true).String))
 		head := boundedHead(core)
 		if head != nil {
-			cr.coreHead = lazyCompile(anchored(dropAssertions(head).String()))
+			cr.coreHead = lazyCompile(anchored(dropAssertions(head).String))
 			cr.coreHeadLen, cr.coreHeadRunes = maxBytes(head), maxRunes(head)
 		}
 		if head != core {
 			relaxed := prefilter(core)
-			if relaxed == "" {
-				relaxed = core.String()
+			if relaxed == nil {
+				relaxed = core
 			}
-			cr.core = lazyCompile(anchored(relaxed))
+			cr.core = lazyCompile(anchored(relaxed.String))
 		}
-	} else if p := prefilter(tree); p != "" {
+	} else if p := prefilter(tree); p != nil {
 		if set, ok := requiredSet(tree, cr.kw); ok {
 			cr.required = newAutomaton(set)
 		}
-		cr.pre = lazyCompile(p)
+		cr.pre = lazyCompile(p.String)
 	}
 	return cr, nil
 }
 
-// lazyCompile compiles expr, which is derived from a valid regex, on first use.
-func lazyCompile(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+// lazyCompile compiles the regex expr returns, derived from a valid regex,
+// on first use. Printing a syntax tree is most of the cost of building a
+// Scanner (regexp/syntax folds every character class to print it), so it is
+// deferred too: most rules never meet their keywords in a small change.
+func lazyCompile(expr func() string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr()) })
 }
 
 func compileAllow(a Allow) (*allowlist, *fieldError) {

@@ -215,13 +215,13 @@ var noMatch = &syntax.Regexp{Op: syntax.OpNoMatch}
 
 // windowVariant rewrites re for a window that does not start (noBegin) or
 // end (noEnd) where the file does: ^ and \A, or $ and \z, cannot match there.
-func windowVariant(re *syntax.Regexp, noBegin, noEnd bool) string {
+func windowVariant(re *syntax.Regexp, noBegin, noEnd bool) *syntax.Regexp {
 	return clone(re, func(r *syntax.Regexp) *syntax.Regexp {
 		if (noBegin && r.Op == syntax.OpBeginText) || (noEnd && r.Op == syntax.OpEndText) {
 			return noMatch
 		}
 		return r
-	}).String()
+	})
 }
 
 // relaxRepeat is the largest counted repetition kept as it is in a
@@ -232,8 +232,8 @@ const relaxRepeat = 8
 // but compiles to a much smaller program: counted repetitions are opened up
 // ({m,n} → {min(m,8),}), assertions are dropped, and optional leading and
 // trailing parts of the top-level concatenation are removed (they cannot
-// decide whether a match exists). It returns "" when that changes nothing.
-func prefilter(re *syntax.Regexp) string {
+// decide whether a match exists). It returns nil when that changes nothing.
+func prefilter(re *syntax.Regexp) *syntax.Regexp {
 	changed := false
 	r := clone(re, func(r *syntax.Regexp) *syntax.Regexp {
 		switch r.Op {
@@ -271,9 +271,9 @@ func prefilter(re *syntax.Regexp) string {
 		r.Sub = subs
 	}
 	if !changed {
-		return ""
+		return nil
 	}
-	return r.String()
+	return r
 }
 
 // maxRunes is the length in runes of the longest string re matches; in
@@ -445,7 +445,9 @@ func keywordSplit(re *syntax.Regexp, keywords []string) (prefix, core *syntax.Re
 }
 
 // anchored returns expr anchored at the start of the text.
-func anchored(expr string) string { return `\A(?:` + expr + `)` }
+func anchored(expr func() string) func() string {
+	return func() string { return `\A(?:` + expr() + `)` }
+}
 
 func hasKeywordPrefix(s string, keywords []string) bool {
 	for _, k := range keywords {

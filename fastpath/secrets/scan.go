@@ -383,7 +383,7 @@ func (s *Scanner) runWindows(ctx context.Context, st *scratch, t *text, path str
 			var re *regexp.Regexp
 			switch {
 			case lo == 0 && hi == n:
-				re = r.re
+				re = r.re()
 			case lo == 0:
 				re = r.reHead()
 			case hi == n:
@@ -422,7 +422,7 @@ func (s *Scanner) evalMatch(st *scratch, r *rule, t *text, start, end int, path 
 	secret := match
 	if r.info.groups > 0 {
 		// As gitleaks, match the regex again on the match alone.
-		if idx := r.re.FindSubmatchIndex(match); idx != nil {
+		if idx := r.re().FindSubmatchIndex(match); idx != nil {
 			if g := r.secretGroup; g > 0 {
 				secret = nil
 				if idx[2*g] >= 0 {
