@@ -99,12 +99,13 @@ func SignaturesSpec() gate.Spec {
 func signaturesSpec(extra ...signatures.Option) gate.Spec {
 	cache := signatures.NewCache()
 	return gate.Spec{
-		Name:       "signatures",
-		Placement:  gate.Fast,
-		Budget:     budgets.Budget{Time: 10 * time.Second, OnOverrun: budgets.FailClosed, OnError: budgets.FailClosed},
-		Enabled:    false,
-		Kind:       "signatures",
-		NewOptions: func() any { return newSignaturesOptions() },
+		Name:           "signatures",
+		Placement:      gate.Fast,
+		Budget:         budgets.Budget{Time: 10 * time.Second, OnOverrun: budgets.FailClosed, OnError: budgets.FailClosed},
+		Enabled:        false,
+		Kind:           "signatures",
+		VerifiesImages: true,
+		NewOptions:     func() any { return newSignaturesOptions() },
 		Build: func(opts any, env gate.Env) (gate.Control, error) {
 			return NewSignatures(*opts.(*SignaturesOptions), env, append([]signatures.Option{signatures.WithCache(cache)}, extra...)...)
 		},

@@ -35,7 +35,8 @@ type Result struct {
 type Artifact struct {
 	Ref    string `json:"ref"`
 	Digest string `json:"digest,omitempty"`
-	// Status is "verified", "failed" or "error".
+	// Status is "verified", "failed", "error" or "skipped" (exempted by
+	// the policy).
 	Status string `json:"status"`
 	Detail string `json:"detail,omitempty"`
 }

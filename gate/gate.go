@@ -54,7 +54,9 @@ func (g *Gate) Check(ctx context.Context, ch *Change) *Verdict {
 		Warnings: []string{},
 	}
 	var fast []*ControlPolicy
+	verified := false
 	for _, c := range g.policy.Controls {
+		verified = verified || c.Enabled && c.spec.VerifiesImages
 		switch {
 		case !c.Enabled:
 		case c.Placement == Slow:
@@ -64,6 +66,10 @@ func (g *Gate) Check(ctx context.Context, ch *Change) *Verdict {
 		default:
 			fast = append(fast, c)
 		}
+	}
+
+	if len(ch.Images) > 0 && !verified {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("%d image(s) given, but no enabled control verifies images: enable the signatures control to check them", len(ch.Images)))
 	}
 
 	runs := make([]ControlRun, len(fast))

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,6 +164,23 @@ func TestCheckRunsControlsSideBySide(t *testing.T) {
 	for _, c := range v.Controls {
 		if c.Status != budgets.Passed {
 			t.Errorf("%s: %s (%s)", c.Name, c.Status, c.Reason)
+		}
+	}
+}
+
+func TestCheckWarnsWhenImagesHaveNoVerifier(t *testing.T) {
+	cat := behaving(budgets.Budget{Time: time.Second}, func(context.Context) (Result, error) { return Result{}, nil })
+	ch := &Change{Mode: PathsMode, Images: []string{"registry.example/app:1"}}
+	for _, verifies := range []bool{false, true} {
+		cat[0].VerifiesImages = verifies
+		g, err := New(DefaultPolicy(cat), Env{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := g.Check(context.Background(), ch)
+		warned := len(v.Warnings) == 1 && strings.Contains(v.Warnings[0], "no enabled control verifies images")
+		if warned == verifies {
+			t.Errorf("with a verifying control %v: warnings %q", verifies, v.Warnings)
 		}
 	}
 }

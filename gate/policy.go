@@ -47,6 +47,9 @@ type Spec struct {
 	SlowOnly bool
 	// Kind is the slow-path job kind that runs this control.
 	Kind string
+	// VerifiesImages is true for a control that checks the images a change
+	// releases; a check given images and no such control warns.
+	VerifiesImages bool
 	// NewOptions returns a pointer to the control's options, holding their
 	// defaults; nil when the control has none.
 	NewOptions func() any

@@ -144,6 +144,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return exitUsage
 	}
 	logger := newLogger(stderr, *verbose)
+	// Libraries that log through slog's default (Trivy buffers every record
+	// in memory until told where to write) log through ours.
+	slog.SetDefault(logger)
 
 	cwd, err := os.Getwd()
 	if err != nil {
