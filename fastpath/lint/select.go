@@ -1,16 +1,8 @@
 package lint
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"os/exec"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -31,10 +23,8 @@ func (s *fileSet) empty() bool { return len(s.inputs) == 0 && len(s.charts) == 0
 
 // chart is a Helm chart the change touches, read whole.
 type chart struct {
-	// dir is the chart's folder as a change path; abs where it is on disk
-	// in paths mode.
-	dir, abs string
-	files    map[string][]byte // by change path
+	dir   string            // the chart's folder, as a change path
+	files map[string][]byte // by change path
 }
 
 // checkSyntax parses the chart's Chart.yaml and values files (its
@@ -105,8 +95,7 @@ func selectFiles(ctx context.Context, ch *gate.Change) (*fileSet, error) {
 	if len(candidates) == 0 {
 		return set, nil
 	}
-	tree := newTree(ch)
-	roots, err := tree.chartRoots(ctx, candidates)
+	roots, err := chartRoots(ctx, ch, candidates)
 	if err != nil {
 		return nil, err
 	}
@@ -153,20 +142,19 @@ func (s *fileSet) read(ctx context.Context, ch *gate.Change) error {
 	}
 	s.inputs = kept
 
-	tree := newTree(ch)
 	// Terraform evaluates a folder as one module: read the untouched .tf
 	// files beside the touched ones.
 	touched := map[string]bool{}
-	dirs := map[string]string{} // change dir -> disk dir
+	dirs := map[string]bool{}
 	for _, in := range s.inputs {
 		if in.kind == Terraform {
 			touched[in.path] = true
-			dirs[in.dir()] = filepath.Dir(in.file.Abs)
+			dirs[in.dir()] = true
 		}
 	}
 	var extra []*gate.File
 	for _, dir := range sortedKeys(dirs) {
-		fs, err := tree.list(ctx, dir, dirs[dir], false)
+		fs, err := ch.ListDir(ctx, dir, false)
 		if err != nil {
 			return err
 		}
@@ -177,7 +165,7 @@ func (s *fileSet) read(ctx context.Context, ch *gate.Change) error {
 		}
 	}
 	for _, c := range s.charts {
-		fs, err := tree.list(ctx, c.dir, c.abs, true)
+		fs, err := ch.ListDir(ctx, c.dir, true)
 		if err != nil {
 			return err
 		}
@@ -220,19 +208,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// tree finds files beside a change's files: on disk in paths mode, in the
-// head commit in range mode.
-type tree struct {
-	ch *gate.Change
-}
-
-func newTree(ch *gate.Change) *tree { return &tree{ch: ch} }
-
 // chartRoots finds, for each candidate, the innermost folder above it that
 // holds a Chart.yaml, looking no higher than the change's root.
-func (t *tree) chartRoots(ctx context.Context, candidates []*gate.File) (map[*gate.File]*chart, error) {
+func chartRoots(ctx context.Context, ch *gate.Change, candidates []*gate.File) (map[*gate.File]*chart, error) {
 	inChange := map[string]bool{}
-	for _, f := range t.ch.Files {
+	for _, f := range ch.Files {
 		if path.Base(f.Path) == "Chart.yaml" {
 			inChange[path.Dir(f.Path)] = true
 		}
@@ -255,141 +235,26 @@ func (t *tree) chartRoots(ctx context.Context, candidates []*gate.File) (map[*ga
 		}
 		ancestors[f] = dirs
 	}
-	has, err := t.chartFiles(ctx, unknown)
+	charts := make([]string, len(unknown))
+	for i, d := range unknown {
+		charts[i] = path.Join(d, "Chart.yaml")
+	}
+	found, err := ch.Existing(ctx, charts)
 	if err != nil {
 		return nil, err
+	}
+	has := map[string]bool{}
+	for p := range found {
+		has[path.Dir(p)] = true
 	}
 	out := map[*gate.File]*chart{}
 	for _, f := range candidates {
-		for i, d := range ancestors[f] {
-			if !inChange[d] && !has[d] {
-				continue
-			}
-			abs := ""
-			if f.Abs != "" {
-				abs = filepath.Dir(f.Abs)
-				for range i {
-					abs = filepath.Dir(abs)
-				}
-			}
-			out[f] = &chart{dir: d, abs: abs}
-			break
-		}
-	}
-	return out, nil
-}
-
-// chartFiles reports which of the folders hold a Chart.yaml.
-func (t *tree) chartFiles(ctx context.Context, dirs []string) (map[string]bool, error) {
-	has := map[string]bool{}
-	if len(dirs) == 0 {
-		return has, nil
-	}
-	if !t.ch.HasBlobs() {
-		for _, d := range dirs {
-			p := filepath.FromSlash(path.Join(d, "Chart.yaml"))
-			if !filepath.IsAbs(p) {
-				p = filepath.Join(t.ch.Root, p)
-			}
-			if _, err := os.Stat(p); err == nil {
-				has[d] = true
+		for _, d := range ancestors[f] {
+			if inChange[d] || has[d] {
+				out[f] = &chart{dir: d}
+				break
 			}
 		}
-		return has, nil
-	}
-	args := []string{"ls-tree", "--name-only", "--full-tree", "-z", t.ch.Head, "--"}
-	for _, d := range dirs {
-		args = append(args, path.Join(d, "Chart.yaml"))
-	}
-	out, err := t.git(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range bytes.Split(out, []byte{0}) {
-		if len(p) > 0 {
-			has[path.Dir(string(p))] = true
-		}
-	}
-	return has, nil
-}
-
-// list returns the files in a folder (and below it when recursive), as
-// files of the change that ReadFiles can read.
-func (t *tree) list(ctx context.Context, dir, absDir string, recursive bool) ([]*gate.File, error) {
-	var out []*gate.File
-	if !t.ch.HasBlobs() {
-		if absDir == "" || absDir == "." {
-			absDir = filepath.Join(t.ch.Root, filepath.FromSlash(dir))
-		}
-		err := filepath.WalkDir(absDir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			if d.IsDir() {
-				if p != absDir && (!recursive || d.Name() == ".git") {
-					return fs.SkipDir
-				}
-				return nil
-			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			rel, err := filepath.Rel(absDir, p)
-			if err != nil {
-				return nil
-			}
-			info, err := d.Info()
-			if err != nil {
-				return nil
-			}
-			out = append(out, &gate.File{Path: path.Join(dir, filepath.ToSlash(rel)), Abs: p, Size: info.Size()})
-			return nil
-		})
-		return out, err
-	}
-	args := []string{"ls-tree", "--full-tree", "-z"}
-	if recursive {
-		args = append(args, "-r")
-	}
-	prefix := dir + "/"
-	if dir == "." {
-		prefix = ""
-	}
-	args = append(args, t.ch.Head, "--", prefix)
-	data, err := t.git(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	for _, rec := range bytes.Split(data, []byte{0}) {
-		meta, name, ok := bytes.Cut(rec, []byte{'\t'})
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(string(meta))
-		if len(fields) != 3 || fields[1] != "blob" || fields[0] == "120000" {
-			continue
-		}
-		out = append(out, &gate.File{Path: string(name), Blob: fields[2], Size: -1})
-	}
-	return out, nil
-}
-
-func (t *tree) git(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = t.ch.Root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if sc := bufio.NewScanner(&stderr); msg != "" && sc.Scan() {
-			msg = sc.Text()
-		}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && msg != "" {
-			return nil, fmt.Errorf("git %s: %s", args[0], msg)
-		}
-		return nil, fmt.Errorf("git %s: %w", args[0], err)
 	}
 	return out, nil
 }
