@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/testrepo"
 )
 
 func lintCatalog() gate.Catalog { return gate.Catalog{LintSpec()} }
@@ -47,16 +48,7 @@ func TestLintOptionErrorsNameTheField(t *testing.T) {
 
 func lintChange(t *testing.T, files map[string]string) *gate.Change {
 	t.Helper()
-	root := t.TempDir()
-	for rel, content := range files {
-		p := filepath.Join(root, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	root := testrepo.Tree(t, files)
 	ch, err := gate.ChangeFromPaths(root, []string{root})
 	if err != nil {
 		t.Fatal(err)

@@ -3,35 +3,12 @@ package gate
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/sluice-ci/sluice/internal/testrepo"
 )
-
-func gitIn(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.test", "GIT_COMMITTER_NAME=t",
-		"GIT_COMMITTER_EMAIL=t@example.test", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-}
-
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func paths(fs []*File) []string {
 	var out []string
@@ -46,16 +23,14 @@ func paths(fs []*File) []string {
 // a change come from the head commit in range mode, whatever the working
 // tree holds, and from disk in paths mode.
 func TestListDirAndExistingSeeHeadInRangeModeAndDiskInPathsMode(t *testing.T) {
-	dir := t.TempDir()
-	gitIn(t, dir, "init", "-q")
-	writeFiles(t, dir, map[string]string{"chart/Chart.yaml": "name: a\n", "chart/templates/a.yaml": "a: 1\n", "chart/values.yaml": "v: 1\n"})
-	gitIn(t, dir, "add", "-A")
-	gitIn(t, dir, "commit", "-q", "-m", "one")
-	writeFiles(t, dir, map[string]string{"chart/values.yaml": "v: 2\n", "chart/templates/b.yaml": "b: 1\n"})
-	gitIn(t, dir, "add", "-A")
-	gitIn(t, dir, "commit", "-q", "-m", "two")
+	r := testrepo.New(t)
+	dir := r.Dir
+	testrepo.WriteFiles(t, dir, map[string]string{"chart/Chart.yaml": "name: a\n", "chart/templates/a.yaml": "a: 1\n", "chart/values.yaml": "v: 1\n"})
+	r.Commit("one")
+	testrepo.WriteFiles(t, dir, map[string]string{"chart/values.yaml": "v: 2\n", "chart/templates/b.yaml": "b: 1\n"})
+	r.Commit("two")
 	// The working tree differs from head: an untracked file and a deletion.
-	writeFiles(t, dir, map[string]string{"chart/untracked.yaml": "u: 1\n"})
+	r.Write("chart/untracked.yaml", "u: 1\n")
 	if err := os.Remove(filepath.Join(dir, "chart", "templates", "a.yaml")); err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/testrepo"
 )
 
 // randomToken returns n characters of [A-Za-z0-9], made at run time so that
@@ -33,50 +33,6 @@ func randomToken(t *testing.T, n int) string {
 
 // githubPAT makes a token of the classic GitHub personal access token form.
 func githubPAT(t *testing.T) string { return "ghp_" + randomToken(t, 36) }
-
-// repo is a temporary git repository.
-type repo struct {
-	t   *testing.T
-	dir string
-}
-
-func newRepo(t *testing.T) *repo {
-	t.Helper()
-	r := &repo{t: t, dir: t.TempDir()}
-	r.git("init", "-q", "-b", "main")
-	return r
-}
-
-func (r *repo) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.test", "GIT_COMMITTER_NAME=t",
-		"GIT_COMMITTER_EMAIL=t@example.test", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func (r *repo) write(name, content string) {
-	r.t.Helper()
-	p := filepath.Join(r.dir, name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		r.t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-func (r *repo) commit(msg string) string {
-	r.t.Helper()
-	r.git("add", "-A")
-	r.git("commit", "-q", "-m", msg)
-	return r.git("rev-parse", "HEAD")
-}
 
 // result is one run of the CLI.
 type result struct {
@@ -124,18 +80,18 @@ func assertAbsent(t *testing.T, outputs map[string]string, secrets ...string) {
 }
 
 func TestCheckRangeFindsAddedAndExistingSecretsInTouchedFiles(t *testing.T) {
-	r := newRepo(t)
+	r := testrepo.New(t)
 	old, added := githubPAT(t), githubPAT(t)
-	r.write("config/app.env", "NAME=app\nGITHUB_TOKEN="+old+"\nMODE=dev\n")
-	r.write("README.md", "# app\n")
-	r.write("untouched.env", "OTHER_TOKEN="+githubPAT(t)+"\n")
-	base := r.commit("base")
-	r.write("config/app.env", "NAME=app\nGITHUB_TOKEN="+old+"\nMODE=dev\nDEPLOY=1\nRELEASE_TOKEN="+added+"\n")
-	r.write("docs/onboarding.md", "Welcome! Ask for access.\n")
-	r.commit("head")
+	r.Write("config/app.env", "NAME=app\nGITHUB_TOKEN="+old+"\nMODE=dev\n")
+	r.Write("README.md", "# app\n")
+	r.Write("untouched.env", "OTHER_TOKEN="+githubPAT(t)+"\n")
+	base := r.Commit("base")
+	r.Write("config/app.env", "NAME=app\nGITHUB_TOKEN="+old+"\nMODE=dev\nDEPLOY=1\nRELEASE_TOKEN="+added+"\n")
+	r.Write("docs/onboarding.md", "Welcome! Ask for access.\n")
+	r.Commit("head")
 
 	out := filepath.Join(t.TempDir(), "verdict.json")
-	res := sluice(t, r.dir, "check", "--base", base, "--head", "HEAD", "--format", "json", "--output", out)
+	res := sluice(t, r.Dir, "check", "--base", base, "--head", "HEAD", "--format", "json", "--output", out)
 	if res.code != exitBlocked {
 		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", res.code, exitBlocked, res.stdout, res.stderr)
 	}
@@ -168,7 +124,7 @@ func TestCheckRangeFindsAddedAndExistingSecretsInTouchedFiles(t *testing.T) {
 		t.Error("--output differs from the JSON on stdout")
 	}
 
-	text := sluice(t, r.dir, "check", "--base", base, "--head", "HEAD", "-v")
+	text := sluice(t, r.Dir, "check", "--base", base, "--head", "HEAD", "-v")
 	if text.code != exitBlocked || !strings.Contains(text.stdout, "config/app.env:5 github-pat") || !strings.Contains(text.stdout, "FAIL: blocked by secrets") {
 		t.Errorf("text verdict:\n%s", text.stdout)
 	}
@@ -179,21 +135,21 @@ func TestCheckRangeFindsAddedAndExistingSecretsInTouchedFiles(t *testing.T) {
 }
 
 func TestCheckScopeAddedLinesReportsOnlyWhatTheChangeAdds(t *testing.T) {
-	r := newRepo(t)
-	r.write("app.env", "A_TOKEN="+githubPAT(t)+"\n")
-	r.write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    scope: added-lines\n")
-	r.commit("base")
-	r.write("app.env", "A_TOKEN=x\nB=1\n")
-	r.commit("clean edit")
-	res := sluice(t, r.dir, "check", "--format", "json")
+	r := testrepo.New(t)
+	r.Write("app.env", "A_TOKEN="+githubPAT(t)+"\n")
+	r.Write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    scope: added-lines\n")
+	r.Commit("base")
+	r.Write("app.env", "A_TOKEN=x\nB=1\n")
+	r.Commit("clean edit")
+	res := sluice(t, r.Dir, "check", "--format", "json")
 	if res.code != exitPass {
 		t.Fatalf("exit %d:\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	r.write("app.env", "A_TOKEN="+githubPAT(t)+"\nB=1\nC_TOKEN="+githubPAT(t)+"\n")
-	r.commit("both")
-	r.write("app.env", "A_TOKEN="+githubPAT(t)+"\nB=1\nC_TOKEN=x\nD_TOKEN="+githubPAT(t)+"\n")
-	r.commit("one more")
-	res = sluice(t, r.dir, "check", "--format", "json")
+	r.Write("app.env", "A_TOKEN="+githubPAT(t)+"\nB=1\nC_TOKEN="+githubPAT(t)+"\n")
+	r.Commit("both")
+	r.Write("app.env", "A_TOKEN="+githubPAT(t)+"\nB=1\nC_TOKEN=x\nD_TOKEN="+githubPAT(t)+"\n")
+	r.Commit("one more")
+	res = sluice(t, r.Dir, "check", "--format", "json")
 	fs := findings(decodeVerdict(t, res.stdout), "secrets")
 	if res.code != exitBlocked || len(fs) != 2 || fs[0].Line != 1 || fs[1].Line != 4 {
 		t.Fatalf("exit %d, findings %+v; want lines 1 and 4 (base HEAD^ by default)", res.code, fs)
@@ -201,14 +157,14 @@ func TestCheckScopeAddedLinesReportsOnlyWhatTheChangeAdds(t *testing.T) {
 }
 
 func TestCheckReportsBinaryAndOversizedFilesAsSkipped(t *testing.T) {
-	r := newRepo(t)
-	r.write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    max_file_size: 1KiB\n")
-	r.commit("base")
-	r.write("logo.bin", "GIF89a\x00\x01\x02 TOKEN="+githubPAT(t))
-	r.write("big.txt", strings.Repeat("x", 2048))
-	r.write("ok.txt", "fine\n")
-	r.commit("head")
-	res := sluice(t, r.dir, "check", "--format", "json")
+	r := testrepo.New(t)
+	r.Write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    max_file_size: 1KiB\n")
+	r.Commit("base")
+	r.Write("logo.bin", "GIF89a\x00\x01\x02 TOKEN="+githubPAT(t))
+	r.Write("big.txt", strings.Repeat("x", 2048))
+	r.Write("ok.txt", "fine\n")
+	r.Commit("head")
+	res := sluice(t, r.Dir, "check", "--format", "json")
 	v := decodeVerdict(t, res.stdout)
 	skipped := map[string]string{}
 	for _, c := range v.Controls {
@@ -222,45 +178,42 @@ func TestCheckReportsBinaryAndOversizedFilesAsSkipped(t *testing.T) {
 	if res.code != exitPass {
 		t.Errorf("exit %d; skipped files are reported, not findings", res.code)
 	}
-	text := sluice(t, r.dir, "check")
+	text := sluice(t, r.Dir, "check")
 	if !strings.Contains(text.stdout, "not checked:") || !strings.Contains(text.stdout, "big.txt: secrets: too large") {
 		t.Errorf("text output does not list skipped files:\n%s", text.stdout)
 	}
 }
 
 func TestCheckBaselineAcceptsAFingerprintUntilItExpires(t *testing.T) {
-	r := newRepo(t)
-	r.commit0()
-	r.write("app.env", "A_TOKEN="+githubPAT(t)+"\n")
-	r.commit("secret")
-	first := sluice(t, r.dir, "check", "--format", "json")
+	r := testrepo.New(t)
+	r.Commit("root")
+	r.Write("app.env", "A_TOKEN="+githubPAT(t)+"\n")
+	r.Commit("secret")
+	first := sluice(t, r.Dir, "check", "--format", "json")
 	fs := findings(decodeVerdict(t, first.stdout), "secrets")
 	if len(fs) != 1 {
 		t.Fatalf("findings %+v", fs)
 	}
 	fp := fs[0].Fingerprint
-	r.write(".sluice-baseline.yaml", "version: 1\naccepted:\n  - fingerprint: "+fp+"\n    file: app.env\n    reason: revoked, kept for history\n")
-	res := sluice(t, r.dir, "check", "--format", "json")
+	r.Write(".sluice-baseline.yaml", "version: 1\naccepted:\n  - fingerprint: "+fp+"\n    file: app.env\n    reason: revoked, kept for history\n")
+	res := sluice(t, r.Dir, "check", "--format", "json")
 	v := decodeVerdict(t, res.stdout)
 	if res.code != exitPass || v.Controls[0].Suppressed != 1 {
 		t.Fatalf("exit %d, controls %+v; want the finding accepted", res.code, v.Controls)
 	}
-	r.write(".sluice-baseline.yaml", "version: 1\naccepted:\n  - fingerprint: "+fp+"\n    reason: revoked\n    expires: 2020-01-31\n  - fingerprint: feedfacefeedface\n    reason: stale\n    file: app.env\n")
-	res = sluice(t, r.dir, "check", "--format", "json")
+	r.Write(".sluice-baseline.yaml", "version: 1\naccepted:\n  - fingerprint: "+fp+"\n    reason: revoked\n    expires: 2020-01-31\n  - fingerprint: feedfacefeedface\n    reason: stale\n    file: app.env\n")
+	res = sluice(t, r.Dir, "check", "--format", "json")
 	v = decodeVerdict(t, res.stdout)
 	notes := strings.Join(v.Controls[0].Notes, "\n")
 	if res.code != exitBlocked || !strings.Contains(notes, "expired on 2020-01-31") || !strings.Contains(notes, "feedfacefeedface matched no finding") {
 		t.Fatalf("exit %d, notes %q; want the expired entry to stop suppressing and the unused one reported", res.code, notes)
 	}
-	r.write(".sluice-baseline.yaml", "version: 1\naccepted:\n  - fingerprint: "+fp+"\n")
-	res = sluice(t, r.dir, "check")
+	r.Write(".sluice-baseline.yaml", "version: 1\naccepted:\n  - fingerprint: "+fp+"\n")
+	res = sluice(t, r.Dir, "check")
 	if res.code != exitUsage || !strings.Contains(res.stderr, ".sluice-baseline.yaml: accepted[0].reason: missing") {
 		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
 	}
 }
-
-// commit0 makes an empty first commit so that HEAD^ exists.
-func (r *repo) commit0() { r.git("commit", "-q", "--allow-empty", "-m", "root") }
 
 func TestCheckPathsModeScansFilesWhole(t *testing.T) {
 	dir := t.TempDir()
@@ -281,9 +234,9 @@ func TestCheckPathsModeScansFilesWhole(t *testing.T) {
 }
 
 func TestCheckUsageAndConfigErrorsExitTwo(t *testing.T) {
-	r := newRepo(t)
-	r.write("a.txt", "a\n")
-	r.commit("one")
+	r := testrepo.New(t)
+	r.Write("a.txt", "a\n")
+	r.Commit("one")
 	tests := []struct {
 		name   string
 		policy string
@@ -303,12 +256,12 @@ func TestCheckUsageAndConfigErrorsExitTwo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := filepath.Join(r.dir, ".sluice.yaml")
+			p := filepath.Join(r.Dir, ".sluice.yaml")
 			os.Remove(p)
 			if tt.policy != "" {
-				r.write(".sluice.yaml", tt.policy)
+				r.Write(".sluice.yaml", tt.policy)
 			}
-			res := sluice(t, r.dir, tt.args...)
+			res := sluice(t, r.Dir, tt.args...)
 			if res.code != exitUsage || !strings.Contains(res.stderr, tt.stderr) {
 				t.Errorf("exit %d, stderr %q; want 2 and %q", res.code, res.stderr, tt.stderr)
 			}
@@ -317,9 +270,9 @@ func TestCheckUsageAndConfigErrorsExitTwo(t *testing.T) {
 }
 
 func TestPolicyValidateAcceptsAGoodPolicy(t *testing.T) {
-	r := newRepo(t)
-	r.write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    budget: 3s\n    on_overrun: fail-open\n    rules:\n      - id: acme-key\n        regex: 'acme_[a-z0-9]{32}'\n        keywords: [acme_]\n  dependency-scan:\n    enabled: false\n")
-	res := sluice(t, r.dir, "policy", "validate")
+	r := testrepo.New(t)
+	r.Write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    budget: 3s\n    on_overrun: fail-open\n    rules:\n      - id: acme-key\n        regex: 'acme_[a-z0-9]{32}'\n        keywords: [acme_]\n  dependency-scan:\n    enabled: false\n")
+	res := sluice(t, r.Dir, "policy", "validate")
 	if res.code != exitPass || !strings.Contains(res.stdout, "ok, version 1; controls: secrets (fast, 3s), lint (fast, 20s), image-scan (slow, 10m0s)") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
 	}

@@ -3,52 +3,31 @@ package lint
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/testrepo"
 )
-
-func git(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-}
-
-func write(t *testing.T, root, rel, content string) {
-	t.Helper()
-	p := filepath.Join(root, filepath.FromSlash(rel))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // In range mode a chart is read whole from the head commit although the
 // change touches only its values, and untouched files are neither read nor
 // reported.
 func TestRangeModeReadsChartAtHead(t *testing.T) {
-	root := t.TempDir()
-	git(t, root, "init", "-q", "-b", "main")
+	repo := testrepo.New(t)
+	root := repo.Dir
 	chart, _ := os.ReadFile(filepath.Join("..", "..", "testdata", "lint", "helm", "fail", "templates", "pod.yaml"))
-	write(t, root, "deploy/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n")
-	write(t, root, "deploy/app/values.yaml", "image: gcr.io/x/app:1.0\nprivileged: false\n")
-	write(t, root, "deploy/app/templates/pod.yaml", string(chart))
-	write(t, root, "other/Dockerfile", "FROM ubuntu:latest\n")
-	git(t, root, "add", ".")
-	git(t, root, "commit", "-q", "-m", "one")
-	write(t, root, "deploy/app/values.yaml", "image: gcr.io/x/app:1.0\nprivileged: true\n")
-	git(t, root, "commit", "-q", "-am", "two")
+	repo.Write("deploy/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n")
+	repo.Write("deploy/app/values.yaml", "image: gcr.io/x/app:1.0\nprivileged: false\n")
+	repo.Write("deploy/app/templates/pod.yaml", string(chart))
+	repo.Write("other/Dockerfile", "FROM ubuntu:latest\n")
+	repo.Git("add", ".")
+	repo.Git("commit", "-q", "-m", "one")
+	repo.Write("deploy/app/values.yaml", "image: gcr.io/x/app:1.0\nprivileged: true\n")
+	repo.Git("commit", "-q", "-am", "two")
 	// The working tree differs from head: head is what is checked.
-	write(t, root, "deploy/app/templates/pod.yaml", "not: [valid")
+	repo.Write("deploy/app/templates/pod.yaml", "not: [valid")
 
 	ch, err := gate.ChangeFromRange(context.Background(), gate.RangeOptions{Dir: root})
 	if err != nil {

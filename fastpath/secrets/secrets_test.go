@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-ci/sluice/internal/testrepo"
 )
 
 // Planted secrets: shaped like real credentials, random, never valid.
@@ -198,24 +200,8 @@ func TestRedaction(t *testing.T) {
 	}
 }
 
-// writeTree creates files under a temporary directory.
-func writeTree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 func TestScanTargets(t *testing.T) {
-	dir := writeTree(t, map[string]string{
+	dir := testrepo.Tree(t, map[string]string{
 		"main.go":          "package main\n\nvar k = \"" + awsKey + "\"\n",
 		"docs/setup.md":    "token: " + githubPAT + "\n",
 		"blob.bin":         "\x00\x01" + githubPAT,
