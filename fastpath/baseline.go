@@ -29,11 +29,8 @@ type BaselineEntry struct {
 	Expires gate.Date `yaml:"expires"`
 }
 
-// Expired reports whether the entry's expiry date has passed: it expires at
-// the end of that day, UTC.
-func (e *BaselineEntry) Expired(now time.Time) bool {
-	return !e.Expires.IsZero() && now.UTC().After(e.Expires.Add(24*time.Hour))
-}
+// Expired reports whether the entry's expiry date has passed.
+func (e *BaselineEntry) Expired(now time.Time) bool { return e.Expires.Passed(now) }
 
 // LoadBaseline reads and validates a baseline file.
 func LoadBaseline(path string) (*Baseline, error) {

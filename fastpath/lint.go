@@ -142,7 +142,7 @@ func (l *Lint) Run(ctx context.Context, ch *gate.Change) (gate.Result, error) {
 	for _, f := range rep.Findings {
 		if i := l.allowed(f); i >= 0 {
 			used[i] = true
-			if !allowExpired(l.opts.Allow[i], now) {
+			if !l.opts.Allow[i].Expires.Passed(now) {
 				res.Suppressed++
 				continue
 			}
@@ -195,7 +195,7 @@ func (l *Lint) allowed(f lint.Finding) int {
 		}) {
 			continue
 		}
-		if !allowExpired(a, l.now()) {
+		if !a.Expires.Passed(l.now()) {
 			return i
 		}
 		if match < 0 {
@@ -203,10 +203,4 @@ func (l *Lint) allowed(f lint.Finding) int {
 		}
 	}
 	return match
-}
-
-// allowExpired reports whether an entry's expiry has passed: it expires at
-// the end of that day, UTC.
-func allowExpired(a LintAllow, now time.Time) bool {
-	return !a.Expires.IsZero() && now.UTC().After(a.Expires.Add(24*time.Hour))
 }

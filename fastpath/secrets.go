@@ -155,7 +155,7 @@ func (s *Secrets) Run(ctx context.Context, ch *gate.Change) (gate.Result, error)
 		var toRead []*gate.File
 		for _, f := range ch.Files {
 			if f.Size > int64(s.opts.MaxFileSize) {
-				res.Skipped = append(res.Skipped, gate.Skipped{File: f.Path, Reason: tooLarge(f.Size, int64(s.opts.MaxFileSize))})
+				res.Skipped = append(res.Skipped, gate.Skipped{File: f.Path, Reason: secrets.TooLarge(f.Size, int64(s.opts.MaxFileSize))})
 				continue
 			}
 			toRead = append(toRead, f)
@@ -215,20 +215,4 @@ func (s *Secrets) Run(ctx context.Context, ch *gate.Change) (gate.Result, error)
 
 func scanned(m map[string]*gate.File) func(string) bool {
 	return func(p string) bool { _, ok := m[p]; return ok }
-}
-
-func tooLarge(size, limit int64) string {
-	return fmt.Sprintf("too large (%s > %s)", humanBytes(size), humanBytes(limit))
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-ci/sluice/budgets"
+	"github.com/sluice-ci/sluice/fastpath/secrets"
 	"github.com/sluice-ci/sluice/fastpath/signatures"
 	"github.com/sluice-ci/sluice/gate"
 )
@@ -293,7 +294,7 @@ func (s *Signatures) manifestImages(ctx context.Context, ch *gate.Change, res *g
 			continue
 		}
 		if f.Size > maxManifestSize {
-			res.Skipped = append(res.Skipped, gate.Skipped{File: f.Path, Reason: tooLarge(f.Size, maxManifestSize) + "; images in it were not checked"})
+			res.Skipped = append(res.Skipped, gate.Skipped{File: f.Path, Reason: secrets.TooLarge(f.Size, maxManifestSize) + "; images in it were not checked"})
 			continue
 		}
 		files = append(files, f)

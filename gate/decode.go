@@ -83,6 +83,12 @@ func ParseSize(s string) (Size, error) {
 // Date is a calendar day, written 2006-01-02.
 type Date struct{ time.Time }
 
+// Passed reports whether the day is set and over at now: a date used as an
+// expiry holds until the end of that day, UTC.
+func (d Date) Passed(now time.Time) bool {
+	return !d.IsZero() && now.UTC().After(d.Add(24*time.Hour))
+}
+
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	sizeType     = reflect.TypeFor[Size]()

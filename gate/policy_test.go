@@ -175,3 +175,23 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestDatePassedAtTheEndOfTheDayUTC(t *testing.T) {
+	d := Date{time.Date(2026, 3, 31, 0, 0, 0, 0, time.UTC)}
+	tests := []struct {
+		now  time.Time
+		want bool
+	}{
+		{time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC), false},
+		{time.Date(2026, 4, 1, 0, 0, 1, 0, time.UTC), true},
+		{time.Date(2026, 3, 31, 20, 0, 0, 0, time.FixedZone("UTC-5", -5*3600)), true}, // 01:00 UTC on 1 April
+	}
+	for _, tt := range tests {
+		if got := d.Passed(tt.now); got != tt.want {
+			t.Errorf("Passed(%v) = %v, want %v", tt.now, got, tt.want)
+		}
+	}
+	if (Date{}).Passed(time.Now()) {
+		t.Error("an unset date has passed")
+	}
+}

@@ -252,7 +252,7 @@ func TestScanTargets(t *testing.T) {
 	})
 	t.Run("binary, oversized and unreadable files are reported as skipped", func(t *testing.T) {
 		want := []Skipped{
-			{File: "big.txt", Reason: "too large (0.0 MiB > 0.0 MiB)"},
+			{File: "big.txt", Reason: "too large (3.0 KiB > 2 KiB)"},
 			{File: "blob.bin", Reason: "binary"},
 			{File: "certs/client.p12", Reason: "binary"},
 			{File: "gone.txt", Reason: "unreadable: open: no such file or directory"},
@@ -285,8 +285,8 @@ func TestScanTargets(t *testing.T) {
 }
 
 func TestTooLargeMessage(t *testing.T) {
-	if got, want := tooLarge(3_250_000, DefaultMaxFileSize), "too large (3.1 MiB > 2 MiB)"; got != want {
-		t.Errorf("tooLarge = %q, want %q", got, want)
+	if got, want := TooLarge(3_250_000, DefaultMaxFileSize), "too large (3.1 MiB > 2 MiB)"; got != want {
+		t.Errorf("TooLarge = %q, want %q", got, want)
 	}
 }
 

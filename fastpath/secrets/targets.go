@@ -68,7 +68,7 @@ func (s *Scanner) ScanTargets(ctx context.Context, targets []Target, workers int
 				}
 			}
 			if int64(len(content)) > s.maxSize {
-				res.skipped = tooLarge(int64(len(content)), s.maxSize)
+				res.skipped = TooLarge(int64(len(content)), s.maxSize)
 				return nil
 			}
 			if isBinary(content) {
@@ -126,7 +126,7 @@ func (s *Scanner) read(path string, buf *bytes.Buffer) ([]byte, string) {
 		return nil, "not a regular file"
 	}
 	if info.Size() > s.maxSize {
-		return nil, tooLarge(info.Size(), s.maxSize)
+		return nil, TooLarge(info.Size(), s.maxSize)
 	}
 	buf.Reset()
 	buf.Grow(int(info.Size()) + 1)
@@ -137,16 +137,28 @@ func (s *Scanner) read(path string, buf *bytes.Buffer) ([]byte, string) {
 	return buf.Bytes(), ""
 }
 
-func tooLarge(size, limit int64) string {
-	return fmt.Sprintf("too large (%s > %s)", mib(size), mib(limit))
+// TooLarge is the reason given for a file skipped for its size; callers
+// that skip files before reading them give the same one.
+func TooLarge(size, limit int64) string {
+	return fmt.Sprintf("too large (%s > %s)", bytesText(size), bytesText(limit))
 }
 
-func mib(n int64) string {
-	v := float64(n) / (1 << 20)
-	if v == float64(int64(v)) {
-		return fmt.Sprintf("%d MiB", int64(v))
+// bytesText writes n in the largest binary unit it reaches, whole numbers
+// without a fraction: "3000 B", "2 KiB", "3.1 MiB".
+func bytesText(n int64) string {
+	unit, div := "B", int64(1)
+	switch {
+	case n >= 1<<30:
+		unit, div = "GiB", 1<<30
+	case n >= 1<<20:
+		unit, div = "MiB", 1<<20
+	case n >= 1<<10:
+		unit, div = "KiB", 1<<10
 	}
-	return fmt.Sprintf("%.1f MiB", v)
+	if n%div == 0 {
+		return fmt.Sprintf("%d %s", n/div, unit)
+	}
+	return fmt.Sprintf("%.1f %s", float64(n)/float64(div), unit)
 }
 
 // SortFindings sorts findings by file, line, column and rule id.
