@@ -7,10 +7,33 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
+// gcPercent is the garbage collector's target when GOGC is not set. sluice
+// is a short-lived process whose live heap is small next to what it
+// allocates (Trivy's checks are parsed and compiled on every run), so a
+// collection every 100% of growth, Go's default, spends a fifth of a lint
+// run's CPU in the collector. At 400 that share falls to about a tenth,
+// and peak memory of linting 200 configuration files rises from about 225
+// to about 400 MiB. memoryLimit keeps the collector working harder as the
+// heap nears 1 GiB, unless GOMEMLIMIT says otherwise. The worker, a
+// long-lived service scanning images, keeps Go's defaults.
+const (
+	gcPercent   = 400
+	memoryLimit = 1 << 30
+)
+
 func main() {
+	if len(os.Args) < 2 || os.Args[1] != "worker" {
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(gcPercent)
+		}
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(memoryLimit)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
