@@ -34,17 +34,18 @@ Usage:
   sluice check [flags] [PATH...]   run the fast path over a change; prints a verdict
   sluice policy validate [--policy FILE]
                                    check a policy file without running anything
+  sluice batch [flags]             plan release batches over a set of changes
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
-3 internal error. Run 'sluice check -h' for the flags of check.
+3 internal error; sluice batch: 0 approved, 4 partly approved, 1 refused.
+Run 'sluice check -h' for the flags of check.
 `
 
 // planned are commands of the product brief not built in this version.
 var planned = map[string]string{
 	"worker":  "the slow-path worker",
 	"status":  "slow-path results",
-	"batch":   "release-batch approval",
 	"budgets": "the SLO report",
 	"hook":    "the pre-push hook",
 	"db":      "the vulnerability DB",
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runCheck(ctx, rest, stdout, stderr, getenv)
 	case "policy":
 		return runPolicy(ctx, rest, stdout, stderr)
+	case "batch":
+		return runBatch(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
