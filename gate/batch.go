@@ -177,7 +177,8 @@ func (p *Policy) PlanBatches(ctx context.Context, set *ChangeSet, o PlanOptions)
 		cat, matched := p.Classify(c.Paths)
 		pc := PlannedChange{ID: c.ID, Title: c.Title, Commit: c.Commit, Category: cat.Name, Impact: cat.Impact,
 			Matched: matched, SafeToBatch: cat.SafeToBatch, Deployability: rules.Score(c)}
-		alone := slices.Contains(rules.ShipAlone, cat.Name)
+		aloneIdx := slices.IndexFunc(slices.Concat([]string{cat.Name}, matched), func(n string) bool { return slices.Contains(rules.ShipAlone, n) })
+		alone := aloneIdx >= 0
 
 		var held []string
 		if debtBlock != "" {
@@ -220,9 +221,12 @@ func (p *Policy) PlanBatches(ctx context.Context, set *ChangeSet, o PlanOptions)
 		case alone || !cat.SafeToBatch:
 			closeBatch()
 			openBatch()
-			if alone {
-				pc.Reasons = append(pc.Reasons, desc+": ships alone (batch.ship_alone)")
-			} else {
+			switch {
+			case alone:
+				pc.Reasons = append(pc.Reasons, fmt.Sprintf("%s: ships alone (batch.ship_alone: %s)", desc, slices.Concat([]string{cat.Name}, matched)[aloneIdx]))
+			case len(matched) > 1:
+				pc.Reasons = append(pc.Reasons, desc+": touches a category not safe to batch, ships alone")
+			default:
 				pc.Reasons = append(pc.Reasons, desc+": not safe to batch, ships alone")
 			}
 			addTo(cur, pc)

@@ -74,10 +74,13 @@ const Uncategorised = "uncategorised"
 
 // Classify returns the category a change touching paths takes: the one of
 // highest impact among those covering any of its paths (ties go to the one
-// declared first). A change that matches none takes Uncategorised, with the
-// policy's default impact, and is safe to batch.
+// declared first), safe to batch only when every category it touches is.
+// matched lists every category it touches. A change that matches none
+// takes Uncategorised, with the policy's default impact, and is safe to
+// batch.
 func (p *Policy) Classify(paths []string) (cat Category, matched []string) {
 	best := -1
+	safe := true
 	for i := range p.Categories {
 		c := &p.Categories[i]
 		hit := false
@@ -91,6 +94,7 @@ func (p *Policy) Classify(paths []string) (cat Category, matched []string) {
 			continue
 		}
 		matched = append(matched, c.Name)
+		safe = safe && c.SafeToBatch
 		if best < 0 || c.Impact > p.Categories[best].Impact {
 			best = i
 		}
@@ -98,7 +102,9 @@ func (p *Policy) Classify(paths []string) (cat Category, matched []string) {
 	if best < 0 {
 		return Category{Name: Uncategorised, Impact: p.Batch.DefaultImpact, SafeToBatch: true}, nil
 	}
-	return p.Categories[best], matched
+	cat = p.Categories[best]
+	cat.SafeToBatch = safe
+	return cat, matched
 }
 
 // categoryYAML is one entry of `categories:` as written.
