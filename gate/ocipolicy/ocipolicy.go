@@ -88,7 +88,7 @@ func ParseRef(s string) (name.Digest, error) {
 // rawManifest is a manifest to put as it is.
 type rawManifest struct{ b []byte }
 
-func (r rawManifest) RawManifest() ([]byte, error)       { return r.b, nil }
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
 // Push publishes data as a policy artifact at ref (a tag or a bare
