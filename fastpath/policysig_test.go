@@ -258,8 +258,8 @@ func TestOrgPolicyCacheWorksOfflineAndIsCheckedOnUse(t *testing.T) {
 }
 
 // BenchmarkOrgPolicyFetchCached is what a cached organisation policy adds
-// to a check: reading the entry, hashing it and verifying its kept
-// signature, offline.
+// to a check: reading the entry, hashing it, verifying its kept signature
+// offline, parsing it and merging the repository's policy over it.
 func BenchmarkOrgPolicyFetchCached(b *testing.B) {
 	l := newPolicyLab(b)
 	ctx := context.Background()
@@ -271,10 +271,22 @@ func BenchmarkOrgPolicyFetchCached(b *testing.B) {
 		b.Fatal(err)
 	}
 	l.down.Store(true)
+	cat := gate.Catalog(Specs())
+	repo, err := gate.ParsePolicy(".sluice.yaml", []byte("version: 1\ncontrols:\n  secrets:\n    budget: 2s\n"), cat)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		doc, err := f.Fetch(ctx, ref)
 		if err != nil || !doc.Cached {
+			b.Fatal(err)
+		}
+		org, err := gate.ParsePolicy(ref, doc.Data, cat)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := gate.MergePolicy(org, repo, gate.PolicyInfo{Source: ref, Digest: doc.Digest}); err != nil {
 			b.Fatal(err)
 		}
 	}
