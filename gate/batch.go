@@ -361,9 +361,15 @@ func changeDebt(ctx context.Context, c *BatchChange, o PlanOptions) ([]Debt, err
 		}
 		return nil
 	}
+	// The subject a re-run of a fast control would be stored under: the
+	// commit the verdict checked, else the change's.
+	subject := c.Subject()
+	if c.Commit == "" && c.Verdict.Change.Head != "" {
+		subject = "commit:" + c.Verdict.Change.Head
+	}
 	for _, cr := range c.Verdict.Controls {
 		if cr.ModeApplied == budgets.FailOpen {
-			if err := add(Debt{Change: c.ID, Control: cr.Name, Kind: cr.Name, Subject: c.Subject(), Why: "fail-open", Batch: o.BatchID}); err != nil {
+			if err := add(Debt{Change: c.ID, Control: cr.Name, Kind: cr.Name, Subject: subject, Why: "fail-open", Batch: o.BatchID}); err != nil {
 				return nil, err
 			}
 		}
@@ -373,9 +379,10 @@ func changeDebt(ctx context.Context, c *BatchChange, o PlanOptions) ([]Debt, err
 		if kind == "" || kind == "deferred" {
 			kind = d.Control
 		}
+		// The subject the slow path was (or will be) given for it.
 		subj := d.Subject
-		if strings.HasPrefix(subj, "commit:") && c.Commit == "" || subj == "" {
-			subj = c.Subject()
+		if subj == "" {
+			subj = subject
 		}
 		if err := add(Debt{Change: c.ID, Control: d.Control, Kind: kind, Subject: subj, Why: "deferred", Batch: o.BatchID}); err != nil {
 			return nil, err
