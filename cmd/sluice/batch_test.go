@@ -54,6 +54,8 @@ results:
 results:
   - {kind: fast-verdict, subject: "change:a", status: passed}
 `)
+	asJSON := write("all.json", `{"schema": "sluice.changes/v1", "changes": [{"id": "a", "title": "docs", "paths": ["docs/a.md"]}],
+  "results": [{"kind": "fast-verdict", "subject": "change:a", "status": "passed"}]}`)
 	none := write("none.yaml", "changes:\n  - {id: a, paths: [docs/a.md]}\n")
 	bad := write("bad.yaml", "changes:\n  - {id: a, path: [docs/a.md]}\n")
 
@@ -64,6 +66,7 @@ results:
 		out  string
 	}{
 		{"every change approved exits 0", []string{"batch", "--changes", all}, 0, "sluice batch: APPROVED"},
+		{"a JSON changes file is read too", []string{"batch", "--changes", asJSON}, 0, "sluice batch: APPROVED"},
 		{"some changes held back exits 4", []string{"batch", "--changes", some}, 4, "held back (1)"},
 		{"nothing approved exits 1", []string{"batch", "--changes", none}, 1, "sluice batch: REFUSED"},
 		{"a bad changes file exits 2 naming file, line and field", []string{"batch", "--changes", bad}, 2, `bad.yaml:2:13: changes[0].path: unknown key "path"`},
