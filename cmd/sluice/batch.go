@@ -109,7 +109,7 @@ Flags:
 	if top, err := gate.RepoRoot(ctx, cwd); err == nil {
 		dir = top
 	}
-	pol, err := pf.load(ctx, dir, getenv, stderr)
+	pol, err := pf.load(ctx, dir, getenv)
 	if err != nil {
 		return fail(stderr, "batch", err)
 	}

@@ -35,7 +35,7 @@ func policyCacheDir(getenv env) string {
 // with the key (--policy-key, else $SLUICE_POLICY_KEY; several keys may be
 // given separated by commas), and merges the repository's .sluice.yaml at
 // dir over it.
-func loadOrgPolicy(ctx context.Context, ref, key, dir string, getenv env, stderr io.Writer) (*gate.Policy, error) {
+func loadOrgPolicy(ctx context.Context, ref, key, dir string, getenv env) (*gate.Policy, error) {
 	if _, err := ocipolicy.ParseRef(ref); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"io"
 	"strings"
 
 	"github.com/sluice-ci/sluice/gate"
@@ -21,9 +20,9 @@ func (p *policyFlags) register(fs *flag.FlagSet) {
 }
 
 // load finds the policy the flags name for a repository at dir.
-func (p *policyFlags) load(ctx context.Context, dir string, getenv env, stderr io.Writer) (*gate.Policy, error) {
+func (p *policyFlags) load(ctx context.Context, dir string, getenv env) (*gate.Policy, error) {
 	if strings.HasPrefix(p.policy, "oci://") {
-		return loadOrgPolicy(ctx, p.policy, p.key, dir, getenv, stderr)
+		return loadOrgPolicy(ctx, p.policy, p.key, dir, getenv)
 	}
 	return gate.FindPolicy(p.policy, dir, catalog())
 }

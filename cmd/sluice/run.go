@@ -181,7 +181,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			policyDir = cwd
 		}
 	}
-	pol, err := pf.load(ctx, policyDir, getenv, stderr)
+	pol, err := pf.load(ctx, policyDir, getenv)
 	if err != nil {
 		return fail(stderr, "check", err)
 	}
@@ -254,7 +254,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if top, err := gate.RepoRoot(ctx, cwd); err == nil {
 		dir = top
 	}
-	pol, err := pf.load(ctx, dir, getenv, stderr)
+	pol, err := pf.load(ctx, dir, getenv)
 	if err != nil {
 		return fail(stderr, "policy validate", err)
 	}
