@@ -172,5 +172,5 @@ func policyInfo(p *Policy) PolicyInfo {
 	if src == "" {
 		src = "defaults"
 	}
-	return PolicyInfo{Source: src, Digest: p.Digest, Version: p.Version}
+	return PolicyInfo{Source: src, Digest: p.Digest, Version: p.Version, Org: p.Org}
 }

@@ -123,7 +123,13 @@ type Policy struct {
 	Digest   string
 	Version  int
 	Controls []*ControlPolicy
-	pos      positions
+	// Categories are the risk tiers (`categories:`), in declared order.
+	Categories []Category
+	// Batch are the release-batch rules (`batch:`).
+	Batch BatchRules
+	// Org names the organisation policy merged in, when there is one.
+	Org *PolicyInfo
+	pos positions
 }
 
 // Control returns the named control's policy, or nil.
@@ -138,7 +144,7 @@ func (p *Policy) Control(name string) *ControlPolicy {
 
 // DefaultPolicy is the policy in force when no file is given or found.
 func DefaultPolicy(cat Catalog) *Policy {
-	p := &Policy{Version: PolicyVersion}
+	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules()}
 	for _, s := range cat {
 		c := &ControlPolicy{Name: s.Name, Enabled: s.Enabled, Placement: s.Placement, Budget: s.Budget, spec: s}
 		if s.NewOptions != nil {
@@ -220,12 +226,23 @@ func ParsePolicy(file string, data []byte, cat Catalog) (*Policy, error) {
 			if err := d.controls(p, v, cat); err != nil {
 				return nil, err
 			}
+		case "categories":
+			if err := d.categories(p, v); err != nil {
+				return nil, err
+			}
+		case "batch":
+			if err := d.batch(p, v, cat); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, d.errf(k, k.Value, "unknown key %q (known: controls, version)", k.Value)
+			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, categories, controls, version)", k.Value)
 		}
 	}
 	if !haveVersion {
 		return nil, d.errf(root, "version", "missing; want `version: %d` at the top", PolicyVersion)
+	}
+	if err := d.checkShipAlone(p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -40,6 +40,9 @@ type PolicyInfo struct {
 	Source  string `json:"source"` // file path, or "defaults"
 	Digest  string `json:"digest,omitempty"`
 	Version int    `json:"version"`
+	// Org is the organisation policy merged under this one, pinned by
+	// digest (Source is its oci:// reference), when there is one.
+	Org *PolicyInfo `json:"org,omitempty"`
 }
 
 // ControlRun is one control's part of the verdict.

@@ -32,19 +32,22 @@ const usage = `sluice: a CI/CD security gate
 
 Usage:
   sluice check [flags] [PATH...]   run the fast path over a change; prints a verdict
-  sluice policy validate [--policy FILE]
+  sluice policy validate [--policy FILE|oci://REGISTRY/REPO@sha256:...]
                                    check a policy file without running anything
+  sluice policy push FILE oci://REGISTRY/REPO[:TAG] --key cosign.key
+                                   publish and sign an organisation policy
+  sluice batch [flags]             plan release batches over a set of changes
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
-3 internal error. Run 'sluice check -h' for the flags of check.
+3 internal error; sluice batch: 0 approved, 4 partly approved, 1 refused.
+Run 'sluice check -h' for the flags of check.
 `
 
 // planned are commands of the product brief not built in this version.
 var planned = map[string]string{
 	"worker":  "the slow-path worker",
 	"status":  "slow-path results",
-	"batch":   "release-batch approval",
 	"budgets": "the SLO report",
 	"hook":    "the pre-push hook",
 	"db":      "the vulnerability DB",
@@ -68,7 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr, getenv)
 	case "policy":
-		return runPolicy(ctx, rest, stdout, stderr)
+		return runPolicy(ctx, rest, stdout, stderr, getenv)
+	case "batch":
+		return runBatch(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -114,14 +119,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	var (
 		base    = fs.String("base", "", "base `REF` of the range (default: merge base with the upstream branch, else origin/HEAD, else HEAD^)")
 		head    = fs.String("head", "", "head `REF` of the range (default HEAD)")
-		policy  = fs.String("policy", "", "policy `FILE` (default .sluice.yaml at the repository root or working directory, else built-in defaults)")
 		format  = fs.String("format", "text", "output `FORMAT`: "+strings.Join(actions.Formats, ", "))
 		output  = fs.String("output", "", "also write the JSON verdict to `FILE` (written whole or not at all)")
 		root    = fs.String("root", "", "`DIR` that reported paths are relative to in paths mode (default: the working directory)")
 		verbose = fs.Bool("v", false, "log progress to stderr")
 		paths   listFlag
 		images  listFlag
+		pf      policyFlags
 	)
+	pf.register(fs)
 	fs.Var(&paths, "paths", "check this file or folder whole instead of a git range (repeatable; extra arguments count too)")
 	fs.Var(&images, "image", "container image `REF` the change releases (repeatable)")
 	fs.Usage = func() {
@@ -175,7 +181,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			policyDir = cwd
 		}
 	}
-	pol, err := gate.FindPolicy(*policy, policyDir, catalog())
+	pol, err := pf.load(ctx, policyDir, getenv)
 	if err != nil {
 		return fail(stderr, "check", err)
 	}
@@ -209,19 +215,24 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 }
 
 func envFor(p *gate.Policy, root, policyDir string) gate.Env {
-	if p.Source != "" {
+	if p.Source != "" && !strings.HasPrefix(p.Source, "oci://") {
 		policyDir = filepath.Dir(p.Source)
 	}
 	return gate.Env{Root: root, PolicyDir: policyDir}
 }
 
-func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
+	if len(args) > 0 && args[0] == "push" {
+		return runPolicyPush(ctx, args[1:], stdout, stderr, getenv)
+	}
 	if len(args) == 0 || args[0] != "validate" {
-		fmt.Fprintln(stderr, "Usage: sluice policy validate [--policy FILE]")
+		fmt.Fprintln(stderr, "Usage: sluice policy validate [--policy FILE|oci://...] [--policy-key FILE]\n       sluice policy push FILE oci://REGISTRY/REPO[:TAG] --key cosign.key")
 		return exitUsage
 	}
 	fs := newFlagSet("sluice policy validate", stderr)
-	policy := fs.String("policy", "", "policy `FILE` (default .sluice.yaml at the repository root or working directory)")
+	var pf policyFlags
+	pf.register(fs)
+	policy := &pf.policy
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitPass
@@ -243,7 +254,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if top, err := gate.RepoRoot(ctx, cwd); err == nil {
 		dir = top
 	}
-	pol, err := gate.FindPolicy(*policy, dir, catalog())
+	pol, err := pf.load(ctx, dir, getenv)
 	if err != nil {
 		return fail(stderr, "policy validate", err)
 	}
@@ -260,7 +271,11 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			enabled = append(enabled, fmt.Sprintf("%s (%s, %v)", c.Name, c.Placement, c.Budget.Time))
 		}
 	}
-	fmt.Fprintf(stdout, "%s: ok, version %d; controls: %s\n", pol.Source, pol.Version, strings.Join(enabled, ", "))
+	src := pol.Source
+	if pol.Org != nil && pol.Org.Source != pol.Source {
+		src += " over the organisation policy " + pol.Org.Source
+	}
+	fmt.Fprintf(stdout, "%s: ok, version %d; controls: %s\n", src, pol.Version, strings.Join(enabled, ", "))
 	return exitPass
 }
 
