@@ -34,6 +34,8 @@ Usage:
   sluice check [flags] [PATH...]   run the fast path over a change; prints a verdict
   sluice policy validate [--policy FILE]
                                    check a policy file without running anything
+  sluice hook install [--force]    install the git pre-push hook (respects core.hooksPath)
+  sluice hook pre-push REMOTE URL  what the hook runs: checks each pushed range
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -46,7 +48,6 @@ var planned = map[string]string{
 	"status":  "slow-path results",
 	"batch":   "release-batch approval",
 	"budgets": "the SLO report",
-	"hook":    "the pre-push hook",
 	"db":      "the vulnerability DB",
 }
 
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runCheck(ctx, rest, stdout, stderr, getenv)
 	case "policy":
 		return runPolicy(ctx, rest, stdout, stderr)
+	case "hook":
+		return runHook(ctx, rest, os.Stdin, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -122,6 +125,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		paths   listFlag
 		images  listFlag
 	)
+	fe := newFront(fs, getenv)
 	fs.Var(&paths, "paths", "check this file or folder whole instead of a git range (repeatable; extra arguments count too)")
 	fs.Var(&images, "image", "container image `REF` the change releases (repeatable)")
 	fs.Usage = func() {
@@ -135,6 +139,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return exitUsage
 	}
 	paths = append(paths, fs.Args()...)
+	if code, done := fe.prepare(ctx, fs, stdout, stderr, checkArgs{base, head, policy, format, output, &paths, &images}); done {
+		return code
+	}
 	if !slices.Contains(actions.Formats, *format) {
 		fmt.Fprintf(stderr, "sluice check: --format %q: want one of %s\n", *format, strings.Join(actions.Formats, ", "))
 		return exitUsage
@@ -165,6 +172,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fail(stderr, "check", err)
 	}
+	fe.changed(ch)
 	ch.Images = images
 
 	policyDir := ch.Root
@@ -183,6 +191,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fail(stderr, "check", err)
 	}
+	g.WithProgress(fe.progress(stdout))
 	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
 	v := g.Check(ctx, ch)
 
@@ -195,17 +204,19 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return fail(stderr, "check", fmt.Errorf("writing --output: %w", err))
 		}
 	}
-	if err := actions.Write(stdout, *format, v); err != nil {
+	if err := fe.write(stdout, *format, v); err != nil {
 		return fail(stderr, "check", fmt.Errorf("writing verdict: %w", err))
 	}
+	code := exitPass
+	if !v.Pass() {
+		code = exitBlocked
+	}
+	code = fe.finish(ctx, stdout, stderr, v, *output, code)
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "sluice check: interrupted")
 		return exitInternal
 	}
-	if !v.Pass() {
-		return exitBlocked
-	}
-	return exitPass
+	return code
 }
 
 func envFor(p *gate.Policy, root, policyDir string) gate.Env {
