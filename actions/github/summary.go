@@ -150,7 +150,7 @@ func md(s string) string {
 		switch r {
 		case '\r', '\n', '\t':
 			b.WriteByte(' ')
-		case '\\', '`', '*', '_', '[', ']', '|', '#', '!', '~', '(', ')', '{', '}', '+', '-', '.', ':', '@':
+		case '\\', '`', '*', '_', '[', ']', '|', '#', '!', '~':
 			b.WriteByte('\\')
 			b.WriteRune(r)
 		default:
@@ -167,7 +167,8 @@ func code(s string) string {
 	for strings.Contains(s, fence) {
 		fence += "`"
 	}
-	return fence + " " + html.EscapeString(s) + " " + fence
+	// Code spans show their text literally, entities included.
+	return fence + " " + s + " " + fence
 }
 
 func plural(n int, what string) string {

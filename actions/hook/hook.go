@@ -32,7 +32,7 @@ func Script(exe string) string {
 		"exec \"$sluice\" hook pre-push \"$@\"\n"
 }
 
-// shellQuote quotes s for sh: single quotes, with each ' written as '\''.
+// shellQuote quotes s for sh: single quotes, with each ' written as '\”.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

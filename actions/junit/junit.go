@@ -28,15 +28,20 @@ type Suites struct {
 
 // Suite is one control, or the deferred work.
 type Suite struct {
-	Name       string     `xml:"name,attr"`
-	Tests      int        `xml:"tests,attr"`
-	Failures   int        `xml:"failures,attr"`
-	Errors     int        `xml:"errors,attr"`
-	Skipped    int        `xml:"skipped,attr"`
-	Time       string     `xml:"time,attr"`
-	Properties []Property `xml:"properties>property,omitempty"`
-	Cases      []Case     `xml:"testcase"`
-	SystemOut  string     `xml:"system-out,omitempty"`
+	Name       string      `xml:"name,attr"`
+	Tests      int         `xml:"tests,attr"`
+	Failures   int         `xml:"failures,attr"`
+	Errors     int         `xml:"errors,attr"`
+	Skipped    int         `xml:"skipped,attr"`
+	Time       string      `xml:"time,attr"`
+	Properties *Properties `xml:"properties,omitempty"`
+	Cases      []Case      `xml:"testcase"`
+	SystemOut  string      `xml:"system-out,omitempty"`
+}
+
+// Properties are a suite's name-value pairs.
+type Properties struct {
+	Items []Property `xml:"property"`
 }
 
 // Property is a name and value.
@@ -87,11 +92,11 @@ func Build(v *gate.Verdict) Suites {
 		s := Suite{
 			Name: "sluice." + c.Name,
 			Time: seconds(c.DurationMS),
-			Properties: []Property{
+			Properties: &Properties{[]Property{
 				{"status", string(c.Status)}, {"budget", seconds(c.BudgetMS) + "s"},
 				{"on_overrun", string(c.OnOverrun)}, {"on_error", string(c.OnError)},
 				{"blocks", fmt.Sprint(c.Blocks)},
-			},
+			}},
 		}
 		run := Case{Name: c.Name + " (" + string(c.Status) + ")", Classname: "sluice." + c.Name, Time: seconds(c.DurationMS)}
 		msg := fmt.Sprintf("%s %s after %s of a %s budget: %s", c.Name, c.Status, seconds(c.DurationMS)+"s", seconds(c.BudgetMS)+"s", c.Reason)
@@ -101,7 +106,7 @@ func Build(v *gate.Verdict) Suites {
 		case (c.Status == budgets.Errored || c.Status == budgets.Overran) && c.Blocks:
 			run.Error = &Problem{Message: msg, Type: string(c.Status)}
 		case c.Status == budgets.Errored || c.Status == budgets.Overran:
-			run.Skipped = &Problem{Message: msg + " (passed under " + string(c.ModeApplied) + ")"}
+			run.Skipped = &Problem{Message: msg}
 		}
 		s.Cases = append(s.Cases, run)
 		for _, f := range c.Findings {

@@ -278,7 +278,7 @@ func fingerprint(control string, f gate.Finding) string {
 func fileURI(p string) string {
 	parts := strings.Split(p, "/")
 	for i, s := range parts {
-		parts[i] = url.PathEscape(s)
+		parts[i] = strings.ReplaceAll(url.PathEscape(s), ":", "%3A")
 	}
 	return strings.Join(parts, "/")
 }
