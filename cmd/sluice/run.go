@@ -88,7 +88,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 	}
 }
 
+// buildVersion is set by release builds (-ldflags -X main.buildVersion=vX.Y.Z).
+var buildVersion string
+
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
