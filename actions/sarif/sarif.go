@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -104,6 +105,10 @@ func Build(v *gate.Verdict, o Options) (*gosarif.Report, error) {
 			cmp.Compare(a.f.Column, b.f.Column), cmp.Compare(a.f.Rule, b.f.Rule))
 	})
 
+	// A finding on no file (an unsigned image) is placed on the policy
+	// file, since GitHub code scanning needs a location on every result.
+	fallback := policyFile(v)
+
 	rules := map[string]int{}
 	var notes []*gosarif.Notification
 	dropped := 0
@@ -123,7 +128,11 @@ func Build(v *gate.Verdict, o Options) (*gosarif.Report, error) {
 			dropped++
 			continue
 		}
-		run.AddResult(result(id, idx, it.control, it.f, o.Limits.Message))
+		f := it.f
+		if f.File == "" && fallback != "" {
+			f.File, f.Line, f.Column = fallback, 1, 0
+		}
+		run.AddResult(result(id, idx, it.control, f, o.Limits.Message))
 	}
 	if dropped > 0 {
 		notes = append(notes, gosarif.NewNotification().WithLevel("warning").WithTextMessage(fmt.Sprintf(
@@ -272,6 +281,20 @@ func fingerprint(control string, f gate.Finding) string {
 		return f.Fingerprint
 	}
 	return hashOf(control, f.Rule, f.File, fmt.Sprint(f.Line), f.Message)
+}
+
+// policyFile is the policy's path relative to the scanned root, when it is
+// a file under it.
+func policyFile(v *gate.Verdict) string {
+	src, root := v.Policy.Source, v.Change.Root
+	if src == "" || src == "defaults" || root == "" {
+		return ""
+	}
+	rel, err := filepath.Rel(root, src)
+	if err != nil || !filepath.IsLocal(rel) {
+		return ""
+	}
+	return filepath.ToSlash(rel)
 }
 
 // fileURI escapes a slash path as a relative URI reference.

@@ -188,3 +188,15 @@ func TestSARIFHasNoSecretValue(t *testing.T) {
 		t.Error("the redacted value is not in the message")
 	}
 }
+
+func TestSARIFPlacesAFindingWithoutAFileOnThePolicy(t *testing.T) {
+	v := &gate.Verdict{Verdict: "fail", Change: gate.ChangeInfo{Mode: gate.RangeMode, Root: "/src/app"},
+		Policy: gate.PolicyInfo{Source: "/src/app/ci/.sluice.yaml"},
+		Controls: []gate.ControlRun{{Name: "signatures", Status: "failed", Blocks: true, Findings: []gate.Finding{
+			{Rule: "unsigned", Severity: "HIGH", Message: "ghcr.io/acme/app:1 is not signed", InChange: true}}}}}
+	l := decode(t, v, sarif.Options{})
+	loc := l.Runs[0].Results[0].Locations
+	if len(loc) != 1 || loc[0].PhysicalLocation.ArtifactLocation.URI != "ci/.sluice.yaml" || loc[0].PhysicalLocation.Region.StartLine != 1 {
+		t.Errorf("locations %+v, want ci/.sluice.yaml:1", loc)
+	}
+}
