@@ -185,8 +185,12 @@ func (fe *front) progress(stdout io.Writer) func(gate.Event) {
 			fmt.Fprintf(stdout, "sluice: %s running\n", e.Control)
 			return
 		}
-		fmt.Fprintf(stdout, "sluice: %s %s in %s (budget %s), %d findings\n", e.Control, e.Run.Status,
-			fmtMS(e.Run.DurationMS), fmtMS(e.Run.BudgetMS), len(e.Run.Findings))
+		n := fmt.Sprintf("%d findings", len(e.Run.Findings))
+		if len(e.Run.Findings) == 1 {
+			n = "1 finding"
+		}
+		fmt.Fprintf(stdout, "sluice: %s %s in %s (budget %s), %s\n", e.Control, e.Run.Status,
+			fmtMS(e.Run.DurationMS), fmtMS(e.Run.BudgetMS), n)
 	}
 }
 
