@@ -244,8 +244,11 @@ func (fe *front) finish(ctx context.Context, stdout, stderr io.Writer, v *gate.V
 		errs = append(errs, fe.publish(ctx, stdout, v))
 	}
 	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintf(stderr, "sluice check: %v\n", err)
-		if code == exitPass || code == exitBlocked {
+		fmt.Fprintf(stderr, "sluice check: %s\n", strings.ReplaceAll(err.Error(), gate.ErrUsage.Error()+": ", ""))
+		switch {
+		case errors.Is(err, gate.ErrUsage):
+			code = exitUsage
+		case code == exitPass || code == exitBlocked:
 			code = exitInternal
 		}
 	}
@@ -261,14 +264,14 @@ func (fe *front) finish(ctx context.Context, stdout, stderr io.Writer, v *gate.V
 func (fe *front) publish(ctx context.Context, stdout io.Writer, v *gate.Verdict) error {
 	repo := fe.getenv("GITHUB_REPOSITORY")
 	if repo == "" {
-		return errors.New("--check-run: GITHUB_REPOSITORY (owner/name) is not set")
+		return fmt.Errorf("%w: --check-run: GITHUB_REPOSITORY (owner/name) is not set", gate.ErrUsage)
 	}
 	if v.Change.Mode != gate.RangeMode {
-		return errors.New("--check-run: a check run is on a commit; check a git range, not paths")
+		return fmt.Errorf("%w: --check-run: a check run is on a commit; check a git range, not paths", gate.ErrUsage)
 	}
 	c, err := github.NewClient(fe.getenv)
 	if err != nil {
-		return fmt.Errorf("--check-run: %w", err)
+		return fmt.Errorf("%w: --check-run: %v", gate.ErrUsage, err)
 	}
 	id, err := c.Publish(ctx, repo, v.Change.Head, github.ReportFromVerdict("sluice", v))
 	if err != nil {
