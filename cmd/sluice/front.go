@@ -282,3 +282,29 @@ func (fe *front) publish(ctx context.Context, stdout io.Writer, v *gate.Verdict)
 }
 
 func fmtMS(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
+
+// fail reports err as fail does and, in GitHub Actions, also as an error
+// annotation, on the policy file's line for a configuration error.
+func (fe *front) fail(stderr io.Writer, err error) int {
+	if fe.wf != nil {
+		an := github.Annotation{Level: github.Error, Title: "sluice", Message: strings.ReplaceAll(err.Error(), gate.ErrUsage.Error()+": ", "")}
+		var ce *gate.ConfigError
+		if errors.As(err, &ce) {
+			an.File, an.Line, an.Column, an.Message = relToWorkspace(fe.getenv("GITHUB_WORKSPACE"), ce.File), ce.Line, ce.Column, ce.Error()
+		}
+		_ = fe.wf.Annotate(an)
+	}
+	return fail(stderr, "check", err)
+}
+
+// relToWorkspace makes an absolute path relative to the workspace, as
+// annotations want it.
+func relToWorkspace(ws, p string) string {
+	if ws == "" || !filepath.IsAbs(p) {
+		return p
+	}
+	if rel, err := filepath.Rel(ws, p); err == nil && filepath.IsLocal(rel) {
+		return filepath.ToSlash(rel)
+	}
+	return p
+}

@@ -119,3 +119,18 @@ func TestCheckRunIsPublishedOnTheHeadCommit(t *testing.T) {
 		t.Errorf("without a repository: exit %d\n%s", res.code, res.stderr)
 	}
 }
+
+func TestActionsModeAnnotatesAPolicyErrorOnItsLine(t *testing.T) {
+	r := testrepo.New(t)
+	r.Write(".sluice.yaml", "version: 1\ncontrols:\n  secrets:\n    budget: fast\n")
+	r.Commit("bad policy")
+	env := actionsEnv(t)
+	env["GITHUB_WORKSPACE"] = r.Dir
+	res := runEnv(t, r.Dir, env, "check", "--paths", ".sluice.yaml")
+	if res.code != exitUsage {
+		t.Fatalf("exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stdout, "::error col=") || !strings.Contains(res.stdout, "file=.sluice.yaml,line=4,title=sluice::") {
+		t.Errorf("no annotation on the policy's line:\n%s", res.stdout)
+	}
+}

@@ -163,7 +163,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	cwd, err := os.Getwd()
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
 	var ch *gate.Change
 	if len(paths) > 0 {
@@ -176,7 +176,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		ch, err = gate.ChangeFromRange(ctx, gate.RangeOptions{Dir: cwd, Base: *base, Head: *head})
 	}
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
 	fe.changed(ch)
 	ch.Images = images
@@ -191,11 +191,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	pol, err := gate.FindPolicy(*policy, policyDir, catalog())
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
 	g, err := gate.New(pol, envFor(pol, ch.Root, policyDir), logger)
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
 	g.WithProgress(fe.progress(stdout))
 	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
@@ -204,14 +204,14 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if *output != "" {
 		var buf bytes.Buffer
 		if err := actions.WriteJSON(&buf, v); err != nil {
-			return fail(stderr, "check", err)
+			return fe.fail(stderr, err)
 		}
 		if err := writeFileAtomic(*output, buf.Bytes()); err != nil {
-			return fail(stderr, "check", fmt.Errorf("writing --output: %w", err))
+			return fe.fail(stderr, fmt.Errorf("writing --output: %w", err))
 		}
 	}
 	if err := fe.write(stdout, *format, v); err != nil {
-		return fail(stderr, "check", fmt.Errorf("writing verdict: %w", err))
+		return fe.fail(stderr, fmt.Errorf("writing verdict: %w", err))
 	}
 	code := exitPass
 	if !v.Pass() {
