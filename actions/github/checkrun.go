@@ -28,7 +28,7 @@ type CheckReport struct {
 	// Name of the check run (default "sluice").
 	Name string
 	// Conclusion: success, failure, neutral, cancelled, skipped, timed_out
-	// or action_required.
+	// or action_required (default neutral).
 	Conclusion string
 	Title      string
 	// Summary and Text are Markdown.
@@ -165,6 +165,9 @@ func (c *Client) Publish(ctx context.Context, repo, sha string, r CheckReport) (
 	}
 	if r.Name == "" {
 		r.Name = "sluice"
+	}
+	if r.Conclusion == "" {
+		r.Conclusion = "neutral"
 	}
 	repoPath := "/repos/" + url.PathEscape(owner) + "/" + url.PathEscape(name)
 	id, err := c.find(ctx, repoPath, sha, r.Name)
