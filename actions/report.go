@@ -1,7 +1,8 @@
 // Package actions owns the CI front ends and the report formats a verdict is
-// written in: text for people and JSON (the sluice.verdict/v1 contract) so
-// far; GitHub Actions, Tekton, Jenkins, SARIF and the pre-push hook are
-// planned.
+// written in: text for people, JSON (the sluice.verdict/v1 contract), SARIF
+// (actions/sarif) and JUnit (actions/junit). The front ends are its
+// subpackages: actions/github (workflow commands, the event's range, check
+// runs), actions/tekton (Task results) and actions/hook (the pre-push hook).
 package actions
 
 import (
@@ -11,20 +12,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-ci/sluice/actions/junit"
+	"github.com/sluice-ci/sluice/actions/sarif"
 	"github.com/sluice-ci/sluice/budgets"
 	"github.com/sluice-ci/sluice/gate"
 )
 
 // Formats are the names --format accepts.
-var Formats = []string{"text", "json"}
+var Formats = []string{"text", "json", "sarif", "junit"}
 
-// Write writes v in the named format.
+// Options shape the formats that name the tool.
+type Options struct {
+	// Version is sluice's version, written into SARIF (default "dev").
+	Version string
+}
+
+// Write writes v in the named format with default options.
 func Write(w io.Writer, format string, v *gate.Verdict) error {
+	return WriteWith(w, format, v, Options{})
+}
+
+// WriteWith writes v in the named format.
+func WriteWith(w io.Writer, format string, v *gate.Verdict, o Options) error {
 	switch format {
 	case "json":
 		return WriteJSON(w, v)
 	case "text", "":
 		return WriteText(w, v)
+	case "sarif":
+		return sarif.Write(w, v, sarif.Options{Version: o.Version})
+	case "junit":
+		return junit.Write(w, v)
 	}
 	return fmt.Errorf("unknown format %q (want %s)", format, strings.Join(Formats, ", "))
 }

@@ -26,6 +26,7 @@ type Gate struct {
 	policy   *Policy
 	controls map[string]Control
 	logger   *slog.Logger
+	progress func(Event)
 }
 
 // New builds every enabled fast control of the policy. Errors in control
@@ -112,6 +113,7 @@ func subjects(s Spec, ch *Change) []string {
 
 func (g *Gate) runOne(ctx context.Context, c *ControlPolicy, ch *Change) ControlRun {
 	ctl := g.controls[c.Name]
+	g.report(Event{Control: c.Name})
 	box := new(Result)
 	run := budgets.Enforce(ctx, c.Budget, func(ctx context.Context) error {
 		r, err := ctl.Run(ctx, ch)
@@ -150,6 +152,7 @@ func (g *Gate) runOne(ctx context.Context, c *ControlPolicy, ch *Change) Control
 		out.Findings = []Finding{}
 	}
 	g.logger.Debug("control finished", "control", c.Name, "status", out.Status, "duration", run.Duration)
+	g.report(Event{Control: c.Name, Done: true, Run: &out})
 	return out
 }
 

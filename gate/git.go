@@ -81,7 +81,11 @@ func ChangeFromRange(ctx context.Context, o RangeOptions) (*Change, error) {
 	}
 	if o.Base != "" {
 		if ch.Base, err = resolveCommit(ctx, root, o.Base, "--base"); err != nil {
-			return nil, err
+			if empty, _ := gitLine(ctx, root, "hash-object", "-t", "tree", "--stdin"); o.Base != empty {
+				return nil, err
+			}
+			// The empty tree: a range from before the first commit.
+			ch.Base, err = o.Base, nil
 		}
 		ch.BaseSource = "--base"
 	} else if ch.Base, ch.BaseSource, err = defaultBase(ctx, root, ch.Head); err != nil {

@@ -37,6 +37,8 @@ Usage:
   sluice policy push FILE oci://REGISTRY/REPO[:TAG] --key cosign.key
                                    publish and sign an organisation policy
   sluice batch [flags]             plan release batches over a set of changes
+  sluice hook install [--force]    install the git pre-push hook (respects core.hooksPath)
+  sluice hook pre-push REMOTE URL  what the hook runs: checks each pushed range
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -49,7 +51,6 @@ var planned = map[string]string{
 	"worker":  "the slow-path worker",
 	"status":  "slow-path results",
 	"budgets": "the SLO report",
-	"hook":    "the pre-push hook",
 	"db":      "the vulnerability DB",
 }
 
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runPolicy(ctx, rest, stdout, stderr, getenv)
 	case "batch":
 		return runBatch(ctx, rest, stdout, stderr, getenv)
+	case "hook":
+		return runHook(ctx, rest, os.Stdin, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -90,7 +93,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 	}
 }
 
+// buildVersion is set by release builds (-ldflags -X main.buildVersion=vX.Y.Z).
+var buildVersion string
+
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
@@ -128,6 +137,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		pf      policyFlags
 	)
 	pf.register(fs)
+	fe := newFront(fs, getenv)
 	fs.Var(&paths, "paths", "check this file or folder whole instead of a git range (repeatable; extra arguments count too)")
 	fs.Var(&images, "image", "container image `REF` the change releases (repeatable)")
 	fs.Usage = func() {
@@ -141,6 +151,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return exitUsage
 	}
 	paths = append(paths, fs.Args()...)
+	if code, done := fe.prepare(ctx, fs, stdout, stderr, checkArgs{base, head, &pf.policy, format, output, &paths, &images}); done {
+		return code
+	}
 	if !slices.Contains(actions.Formats, *format) {
 		fmt.Fprintf(stderr, "sluice check: --format %q: want one of %s\n", *format, strings.Join(actions.Formats, ", "))
 		return exitUsage
@@ -156,7 +169,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	cwd, err := os.Getwd()
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
 	var ch *gate.Change
 	if len(paths) > 0 {
@@ -169,8 +182,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		ch, err = gate.ChangeFromRange(ctx, gate.RangeOptions{Dir: cwd, Base: *base, Head: *head})
 	}
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
+	fe.changed(ch)
 	ch.Images = images
 
 	policyDir := ch.Root
@@ -183,35 +197,38 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	pol, err := pf.load(ctx, policyDir, getenv)
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
 	g, err := gate.New(pol, envFor(pol, ch.Root, policyDir), logger)
 	if err != nil {
-		return fail(stderr, "check", err)
+		return fe.fail(stderr, err)
 	}
+	g.WithProgress(fe.progress(stdout))
 	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
 	v := g.Check(ctx, ch)
 
 	if *output != "" {
 		var buf bytes.Buffer
 		if err := actions.WriteJSON(&buf, v); err != nil {
-			return fail(stderr, "check", err)
+			return fe.fail(stderr, err)
 		}
 		if err := writeFileAtomic(*output, buf.Bytes()); err != nil {
-			return fail(stderr, "check", fmt.Errorf("writing --output: %w", err))
+			return fe.fail(stderr, fmt.Errorf("writing --output: %w", err))
 		}
 	}
-	if err := actions.Write(stdout, *format, v); err != nil {
-		return fail(stderr, "check", fmt.Errorf("writing verdict: %w", err))
+	if err := fe.write(stdout, *format, v); err != nil {
+		return fe.fail(stderr, fmt.Errorf("writing verdict: %w", err))
 	}
+	code := exitPass
+	if !v.Pass() {
+		code = exitBlocked
+	}
+	code = fe.finish(ctx, stdout, stderr, v, *output, code)
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "sluice check: interrupted")
 		return exitInternal
 	}
-	if !v.Pass() {
-		return exitBlocked
-	}
-	return exitPass
+	return code
 }
 
 func envFor(p *gate.Policy, root, policyDir string) gate.Env {
