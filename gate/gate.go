@@ -17,15 +17,16 @@ import (
 	"github.com/sluice-ci/sluice/budgets"
 )
 
-// NotEnqueued is the reason given for deferred work while sluice has no
-// slow-path queue to hand it to.
-const NotEnqueued = "not enqueued: this version of sluice has no slow-path queue yet; nothing will run this work"
+// NotEnqueued is the reason given for deferred work when the gate has no
+// slow-path queue to hand it to (none configured).
+const NotEnqueued = "not enqueued: no slow-path queue is configured (--queue, SLUICE_QUEUE or the policy's queue.url); nothing will run this work"
 
 // Gate runs a policy's fast controls over changes.
 type Gate struct {
 	policy   *Policy
 	controls map[string]Control
 	logger   *slog.Logger
+	queue    Queue
 }
 
 // New builds every enabled fast control of the policy. Errors in control
@@ -92,6 +93,10 @@ func (g *Gate) Check(ctx context.Context, ch *Change) *Verdict {
 			v.Verdict = "fail"
 		}
 		v.Controls = append(v.Controls, r)
+	}
+	if g.queue != nil {
+		g.enqueue(ctx, v, ch)
+		return v
 	}
 	for i := range v.Deferred {
 		d := &v.Deferred[i]
