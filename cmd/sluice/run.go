@@ -34,6 +34,9 @@ Usage:
   sluice check [flags] [PATH...]   run the fast path over a change; prints a verdict
   sluice policy validate [--policy FILE]
                                    check a policy file without running anything
+  sluice worker [--drain] [flags]  run slow-path jobs from the queue
+  sluice status [--commit SHA | --image REF@sha256:...] [flags]
+                                   slow-path jobs, results and exposure window
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -42,8 +45,6 @@ Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
 
 // planned are commands of the product brief not built in this version.
 var planned = map[string]string{
-	"worker":  "the slow-path worker",
-	"status":  "slow-path results",
 	"batch":   "release-batch approval",
 	"budgets": "the SLO report",
 	"hook":    "the pre-push hook",
@@ -69,6 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runCheck(ctx, rest, stdout, stderr, getenv)
 	case "policy":
 		return runPolicy(ctx, rest, stdout, stderr)
+	case "worker":
+		return runWorker(ctx, rest, stdout, stderr, getenv)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -119,6 +124,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		output  = fs.String("output", "", "also write the JSON verdict to `FILE` (written whole or not at all)")
 		root    = fs.String("root", "", "`DIR` that reported paths are relative to in paths mode (default: the working directory)")
 		verbose = fs.Bool("v", false, "log progress to stderr")
+		queueU  = fs.String("queue", "", "record the verdict and enqueue deferred work on this queue: `URL` postgres://... or a SQLite file (default $SLUICE_QUEUE, else the policy's queue.url, else none)")
 		paths   listFlag
 		images  listFlag
 	)
@@ -182,6 +188,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	g, err := gate.New(pol, envFor(pol, ch.Root, policyDir), logger)
 	if err != nil {
 		return fail(stderr, "check", err)
+	}
+	if q, closeQueue := checkQueue(ctx, *queueU, getenv, pol, policyDir, logger); q != nil {
+		defer closeQueue()
+		g.WithQueue(q)
 	}
 	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
 	v := g.Check(ctx, ch)

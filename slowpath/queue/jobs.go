@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -217,9 +218,9 @@ func (q *Queue) Record(ctx context.Context, v *gate.Verdict, ch *gate.Change) ([
 		for _, d := range v.Deferred {
 			j := Job{
 				Kind: d.Kind, Subject: d.Subject, Control: d.Control, ChangeSubject: subject,
-				PolicyDigest: v.Policy.Digest, PolicySource: v.Policy.Source, DBVersion: q.opts.DBVersion,
+				PolicyDigest: v.Policy.Digest, PolicySource: absPath(v.Policy.Source), DBVersion: q.opts.DBVersion,
 				Lane: LaneRelease, BudgetMS: pol(d).Milliseconds(),
-				Mode: string(ch.Mode), Root: ch.Root, Base: ch.Base, Head: ch.Head, Paths: ch.Paths,
+				Mode: string(ch.Mode), Root: absPath(ch.Root), Base: ch.Base, Head: ch.Head, Paths: absPaths(ch.Paths),
 			}
 			rc, err := q.enqueueTx(ctx, tx, j, &id, now)
 			if err != nil {
@@ -233,6 +234,29 @@ func (q *Queue) Record(ctx context.Context, v *gate.Verdict, ch *gate.Change) ([
 		return nil, err
 	}
 	return out, nil
+}
+
+// absPath makes a path from the check's working directory usable by a
+// worker elsewhere; "defaults" and "" stay as they are.
+func absPath(p string) string {
+	if p == "" || p == "defaults" || filepath.IsAbs(p) {
+		return p
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func absPaths(ps []string) []string {
+	if ps == nil {
+		return nil
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = absPath(p)
+	}
+	return out
 }
 
 // policyFor returns the slow-path budget of a deferred item: the policy's
