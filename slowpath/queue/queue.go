@@ -106,7 +106,14 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 func (q *Queue) Close() { q.be.close() }
 
 func (q *Queue) migrate(ctx context.Context) error {
-	if err := q.be.migrateRiver(ctx); err != nil {
+	latest, err := q.be.riverLatest()
+	if err != nil {
+		return fmt.Errorf("reading River's migrations: %w", err)
+	}
+	if q.schemaCurrent(ctx, latest) {
+		return nil
+	}
+	if _, err := q.be.migrateRiver(ctx); err != nil {
 		return fmt.Errorf("applying River's migrations: %w", err)
 	}
 	return q.inTx(ctx, func(tx txn) error {
@@ -126,6 +133,26 @@ func (q *Queue) migrate(ctx context.Context) error {
 	})
 }
 
+// schemaCurrent reports, in one query, whether River's tables are at
+// riverLatest and sluice's at schemaVersion: the common case, where a
+// check opening the queue need not migrate anything.
+func (q *Queue) schemaCurrent(ctx context.Context, riverLatest int) bool {
+	current := false
+	_ = q.inTx(ctx, func(tx txn) error {
+		r, err := tx.query(ctx, `SELECT (SELECT max(version) FROM river_migration WHERE line = 'main'), (SELECT max(version) FROM sluice_schema)`)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		var rv, sv sql.NullInt64
+		if r.Next() && r.Scan(&rv, &sv) == nil {
+			current = rv.Int64 >= int64(riverLatest) && sv.Int64 >= schemaVersion
+		}
+		return errors.New("read only: roll back")
+	})
+	return current
+}
+
 // inTx runs fn in one transaction, committed when fn returns nil.
 func (q *Queue) inTx(ctx context.Context, fn func(tx txn) error) error {
 	tx, err := q.be.begin(ctx)
@@ -140,6 +167,13 @@ func (q *Queue) inTx(ctx context.Context, fn func(tx txn) error) error {
 		return fmt.Errorf("committing: %w", err)
 	}
 	return nil
+}
+
+func latestVersion(ms []rivermigrate.Migration) int {
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].Version
 }
 
 // Client is the part of a River client the worker uses, whichever the
@@ -165,7 +199,11 @@ func (q *Queue) NewClient(config *river.Config) (Client, error) {
 type backend interface {
 	name() string
 	begin(ctx context.Context) (txn, error)
-	migrateRiver(ctx context.Context) error
+	// migrateRiver applies River's migrations and returns the latest
+	// version this build knows.
+	migrateRiver(ctx context.Context) (latest int, err error)
+	// riverLatest is the latest River migration this build knows.
+	riverLatest() (int, error)
 	newClient(config *river.Config) (Client, error)
 	client() Client
 	close()
@@ -226,13 +264,21 @@ func (b *sqliteBackend) name() string   { return "sqlite" }
 func (b *sqliteBackend) client() Client { return b.ins }
 func (b *sqliteBackend) close()         { b.db.Close() }
 
-func (b *sqliteBackend) migrateRiver(ctx context.Context) error {
+func (b *sqliteBackend) migrateRiver(ctx context.Context) (latest int, err error) {
 	m, err := rivermigrate.New(b.driver, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	return err
+	return latestVersion(m.AllVersions()), err
+}
+
+func (b *sqliteBackend) riverLatest() (int, error) {
+	m, err := rivermigrate.New(b.driver, nil)
+	if err != nil {
+		return 0, err
+	}
+	return latestVersion(m.AllVersions()), nil
 }
 
 func (b *sqliteBackend) newClient(config *river.Config) (Client, error) {
@@ -317,13 +363,21 @@ func (b *pgBackend) name() string   { return "postgres" }
 func (b *pgBackend) client() Client { return b.ins }
 func (b *pgBackend) close()         { b.pool.Close() }
 
-func (b *pgBackend) migrateRiver(ctx context.Context) error {
+func (b *pgBackend) migrateRiver(ctx context.Context) (latest int, err error) {
 	m, err := rivermigrate.New(b.driver, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	return err
+	return latestVersion(m.AllVersions()), err
+}
+
+func (b *pgBackend) riverLatest() (int, error) {
+	m, err := rivermigrate.New(b.driver, nil)
+	if err != nil {
+		return 0, err
+	}
+	return latestVersion(m.AllVersions()), nil
 }
 
 func (b *pgBackend) newClient(config *river.Config) (Client, error) {

@@ -25,7 +25,7 @@ type fastRetry struct{}
 
 func (fastRetry) NextRetry(*rivertype.JobRow) time.Time { return time.Now().Add(10 * time.Millisecond) }
 
-func open(t *testing.T, driver string, opts queue.Options) *queue.Queue {
+func open(t testing.TB, driver string, opts queue.Options) *queue.Queue {
 	t.Helper()
 	q, err := queue.Open(context.Background(), testdb.For(t, driver), opts)
 	if err != nil {
@@ -35,7 +35,7 @@ func open(t *testing.T, driver string, opts queue.Options) *queue.Queue {
 	return q
 }
 
-func newWorker(t *testing.T, q *queue.Queue, opts worker.Options) *worker.Worker {
+func newWorker(t testing.TB, q *queue.Queue, opts worker.Options) *worker.Worker {
 	t.Helper()
 	if opts.RetryPolicy == nil {
 		opts.RetryPolicy = fastRetry{}
@@ -48,7 +48,7 @@ func newWorker(t *testing.T, q *queue.Queue, opts worker.Options) *worker.Worker
 	return w
 }
 
-func drain(t *testing.T, w *worker.Worker) int64 {
+func drain(t testing.TB, w *worker.Worker) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
