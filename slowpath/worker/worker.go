@@ -50,6 +50,10 @@ type Options struct {
 	// PollInterval is how often to look for new jobs besides
 	// notifications; 0 means 1s.
 	PollInterval time.Duration
+	// FetchCooldown is the least time between two fetches of jobs; each
+	// fetch takes as many jobs as there are free slots. 0 means 50ms (or
+	// PollInterval if shorter).
+	FetchCooldown time.Duration
 	// Metrics receives job figures; nil records none.
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -82,6 +86,9 @@ func New(q *queue.Queue, opts Options) (*Worker, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
+	if opts.FetchCooldown <= 0 {
+		opts.FetchCooldown = min(50*time.Millisecond, opts.PollInterval)
+	}
 	if opts.RescueAfter <= 0 {
 		opts.RescueAfter = 10 * time.Minute
 	}
@@ -99,7 +106,7 @@ func New(q *queue.Queue, opts Options) (*Worker, error) {
 		JobTimeout:        -1,
 		RetryPolicy:       opts.RetryPolicy,
 		FetchPollInterval: opts.PollInterval,
-		FetchCooldown:     50 * time.Millisecond,
+		FetchCooldown:     opts.FetchCooldown,
 		Logger:            opts.Logger,
 	})
 	if err != nil {
