@@ -191,4 +191,3 @@ func cmpOr(vs ...string) string {
 	}
 	return ""
 }
-

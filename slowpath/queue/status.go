@@ -182,23 +182,24 @@ func (q *Queue) Status(ctx context.Context, qu Query) (*Report, error) {
 					js.State = StateRunning
 				case rivertype.JobStateRetryable:
 					js.State = StateRetrying
+				case rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStatePending:
+					js.State = StateQueued
 				}
 			}
 		} else if !errors.Is(err, rivertype.ErrNotFound) {
 			return nil, fmt.Errorf("reading job %s: %w", js.Job, err)
 		}
-		switch {
-		case js.Result != nil, js.State == StateFailed && js.FinishedMS > 0:
+		// The window closes with a deep result; a job that failed for good
+		// leaves it open.
+		if js.Result != nil {
 			js.ExposureMS = js.FinishedMS - js.DeferredMS
-		default:
+		} else {
 			js.ExposureMS, js.Open = now-js.DeferredMS, true
 		}
-		if js.State == StateFailed {
+		switch {
+		case js.State == StateFailed:
 			rep.Failed++
-			// A failed job leaves the subject exposed: no deep result.
-			js.ExposureMS, js.Open = now-js.DeferredMS, true
-		}
-		if js.Result == nil && js.State != StateFailed {
+		case js.Result == nil:
 			rep.Pending++
 		}
 		if js.ExposureMS > rep.ExposureMS {

@@ -97,4 +97,3 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 	}
 }
-
