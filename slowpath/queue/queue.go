@@ -113,15 +113,18 @@ func (q *Queue) migrate(ctx context.Context) error {
 	if q.schemaCurrent(ctx, latest) {
 		return nil
 	}
-	if _, err := q.be.migrateRiver(ctx); err != nil {
-		return fmt.Errorf("applying River's migrations: %w", err)
+	// Processes opening a new queue at once take turns: on SQLite River's
+	// migrations and sluice's schema share one BEGIN IMMEDIATE transaction;
+	// on Postgres (where River's migrations cannot all share one
+	// transaction) a session advisory lock is held around both.
+	unlock, err := q.be.lock(ctx)
+	if err != nil {
+		return fmt.Errorf("locking for migrations: %w", err)
 	}
+	defer unlock()
 	return q.inTx(ctx, func(tx txn) error {
-		if q.be.name() == "postgres" {
-			// Serialise concurrent first runs; released at commit.
-			if _, err := tx.exec(ctx, "SELECT pg_advisory_xact_lock(7255161017)"); err != nil {
-				return err
-			}
+		if err := q.be.migrateRiver(ctx, tx); err != nil {
+			return fmt.Errorf("applying River's migrations: %w", err)
 		}
 		for _, stmt := range schema(q.be.name()) {
 			if _, err := tx.exec(ctx, stmt); err != nil {
@@ -199,9 +202,11 @@ func (q *Queue) NewClient(config *river.Config) (Client, error) {
 type backend interface {
 	name() string
 	begin(ctx context.Context) (txn, error)
-	// migrateRiver applies River's migrations and returns the latest
-	// version this build knows.
-	migrateRiver(ctx context.Context) (latest int, err error)
+	// migrateRiver applies River's migrations in tx.
+	migrateRiver(ctx context.Context, tx txn) error
+	// lock serialises migrations between processes until the returned
+	// function is called.
+	lock(ctx context.Context) (func(), error)
 	// riverLatest is the latest River migration this build knows.
 	riverLatest() (int, error)
 	newClient(config *river.Config) (Client, error)
@@ -264,14 +269,18 @@ func (b *sqliteBackend) name() string   { return "sqlite" }
 func (b *sqliteBackend) client() Client { return b.ins }
 func (b *sqliteBackend) close()         { b.db.Close() }
 
-func (b *sqliteBackend) migrateRiver(ctx context.Context) (latest int, err error) {
+func (b *sqliteBackend) migrateRiver(ctx context.Context, tx txn) error {
 	m, err := rivermigrate.New(b.driver, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	return latestVersion(m.AllVersions()), err
+	_, err = m.MigrateTx(ctx, tx.(*sqliteTx).tx, rivermigrate.DirectionUp, nil)
+	return err
 }
+
+// lock does nothing: the migrations' BEGIN IMMEDIATE transaction
+// serialises them.
+func (b *sqliteBackend) lock(context.Context) (func(), error) { return func() {}, nil }
 
 func (b *sqliteBackend) riverLatest() (int, error) {
 	m, err := rivermigrate.New(b.driver, nil)
@@ -363,13 +372,33 @@ func (b *pgBackend) name() string   { return "postgres" }
 func (b *pgBackend) client() Client { return b.ins }
 func (b *pgBackend) close()         { b.pool.Close() }
 
-func (b *pgBackend) migrateRiver(ctx context.Context) (latest int, err error) {
+func (b *pgBackend) migrateRiver(ctx context.Context, tx txn) error {
 	m, err := rivermigrate.New(b.driver, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
+	// Outside tx: River's Postgres migrations add enum values and use them,
+	// which one transaction cannot do. The advisory lock serialises.
 	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	return latestVersion(m.AllVersions()), err
+	return err
+}
+
+// migrationLock is the advisory lock key sluice's migrations hold.
+const migrationLock = 7255161017
+
+func (b *pgBackend) lock(ctx context.Context) (func(), error) {
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLock); err != nil {
+		conn.Release()
+		return nil, err
+	}
+	return func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLock)
+		conn.Release()
+	}, nil
 }
 
 func (b *pgBackend) riverLatest() (int, error) {

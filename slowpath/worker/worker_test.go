@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/riverqueue/river/rivertype"
+	"github.com/sourcegraph/conc"
+	"github.com/sourcegraph/conc/pool"
 
 	"github.com/sluice-ci/sluice/budgets"
 	"github.com/sluice-ci/sluice/gate"
@@ -221,9 +225,25 @@ func TestJobSemantics(t *testing.T) {
 				rec := &recorder{fn: func(_ context.Context, _ queue.Job, n int) (worker.Outcome, error) {
 					return worker.Outcome{}, fmt.Errorf("registry said no (try %d)", n)
 				}}
-				w := newWorker(t, q, worker.Options{Analyzers: rec.all()})
+				reg := prometheus.NewRegistry()
+				m, err := worker.NewMetrics(reg, q, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := newWorker(t, q, worker.Options{Analyzers: rec.all(), Metrics: m})
 				if failed := drain(t, w); failed != 1 {
 					t.Errorf("drain: %d failed, want 1", failed)
+				}
+				if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP sluice_job_failures_total Failed slow-path job attempts, by kind and whether the failure was final.
+# TYPE sluice_job_failures_total counter
+sluice_job_failures_total{final="false",kind="image-scan"} 2
+sluice_job_failures_total{final="true",kind="image-scan"} 1
+# HELP sluice_job_retries_total Slow-path job attempts after the first, by kind.
+# TYPE sluice_job_retries_total counter
+sluice_job_retries_total{kind="image-scan"} 2
+`), "sluice_job_failures_total", "sluice_job_retries_total"); err != nil {
+					t.Errorf("metrics: %v", err)
 				}
 				if n := len(rec.ran()); n != 3 {
 					t.Errorf("ran %d times, want 3 (max_attempts)", n)
@@ -297,6 +317,83 @@ func TestJobSemantics(t *testing.T) {
 				got := rec.ran()
 				if len(got) != 13 || got[0] != "image-scan reg.example/app@sha256:aaaa" {
 					t.Errorf("order: want the release job first of 13, got %v", got)
+				}
+			})
+
+			t.Run("concurrent checks of the same work join one job", func(t *testing.T) {
+				url := testdb.For(t, driver)
+				ctx := context.Background()
+				v, ch := verdict("c6")
+				p := pool.NewWithResults[string]().WithErrors()
+				for range 4 {
+					p.Go(func() (string, error) {
+						q, err := queue.Open(ctx, url, queue.Options{})
+						if err != nil {
+							return "", err
+						}
+						defer q.Close()
+						rs, err := q.Record(ctx, v, ch)
+						if err != nil {
+							return "", err
+						}
+						return rs[0].Job, nil
+					})
+				}
+				jobs, err := p.Wait()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, j := range jobs[1:] {
+					if j != jobs[0] {
+						t.Errorf("concurrent records got jobs %v, want one", jobs)
+						break
+					}
+				}
+				q, err := queue.Open(ctx, url, queue.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer q.Close()
+				rep, err := q.Status(ctx, queue.Query{Subject: "commit:c6"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rep.Verdicts) != 4 || len(rep.Jobs) != 2 {
+					t.Errorf("want 4 verdicts and 2 jobs, got %d and %d", len(rep.Verdicts), len(rep.Jobs))
+				}
+			})
+
+			t.Run("a stopping worker lets a running job finish within its grace", func(t *testing.T) {
+				q := open(t, driver, queue.Options{})
+				ctx, cancel := context.WithCancel(context.Background())
+				v, ch := verdict("c7")
+				v.Deferred = v.Deferred[:1]
+				if _, err := q.Record(ctx, v, ch); err != nil {
+					t.Fatal(err)
+				}
+				started, release := make(chan struct{}), make(chan struct{})
+				rec := &recorder{fn: func(context.Context, queue.Job, int) (worker.Outcome, error) {
+					close(started)
+					<-release // finishes after the stop began, ignoring nothing
+					return worker.Outcome{Notes: []string{"finished during shutdown"}}, nil
+				}}
+				w := newWorker(t, q, worker.Options{Analyzers: rec.all()})
+				var run conc.WaitGroup
+				var runErr error
+				run.Go(func() { runErr = w.Run(ctx, time.Minute) })
+				<-started
+				cancel() // SIGTERM
+				close(release)
+				run.Wait()
+				if runErr != nil {
+					t.Fatalf("run: %v", runErr)
+				}
+				rep, err := q.Status(context.Background(), queue.Query{Subject: "commit:c7"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if j := rep.Jobs[0]; j.Result == nil || j.RiverState != "completed" {
+					t.Errorf("the job running at shutdown: want completed with a result, got %+v", j)
 				}
 			})
 
