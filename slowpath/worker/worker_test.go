@@ -311,12 +311,24 @@ sluice_job_retries_total{kind="image-scan"} 2
 				if _, err := q.Record(ctx, v, ch); err != nil {
 					t.Fatal(err)
 				}
+				// A second release arrives while the rescan is under way: it
+				// runs next, not after the rest of the rescan.
+				late, lateCh := verdict("c5-late")
+				late.Deferred = late.Deferred[1:]
 				rec := &recorder{}
+				rec.fn = func(ctx context.Context, j queue.Job, n int) (worker.Outcome, error) {
+					if n == 3 {
+						if _, err := q.Record(ctx, late, lateCh); err != nil {
+							return worker.Outcome{}, err
+						}
+					}
+					return worker.Outcome{}, nil
+				}
 				w := newWorker(t, q, worker.Options{Concurrency: 1, Analyzers: rec.all()})
 				drain(t, w)
 				got := rec.ran()
-				if len(got) != 13 || got[0] != "image-scan reg.example/app@sha256:aaaa" {
-					t.Errorf("order: want the release job first of 13, got %v", got)
+				if len(got) != 14 || got[0] != "image-scan reg.example/app@sha256:aaaa" || got[3] != "deferred commit:c5-late" {
+					t.Errorf("order: want the release job first and the late release 4th of 14, got %v", got)
 				}
 			})
 
