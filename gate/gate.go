@@ -44,7 +44,8 @@ func New(p *Policy, env Env, logger *slog.Logger) (*Gate, error) {
 
 // Check runs the fast path over a change and returns the verdict. It never
 // returns before every control has finished or been abandoned within its
-// budget plus budgets.Grace.
+// budget plus budgets.Grace. With a queue (WithQueue) it then records the
+// verdict and enqueues what it defers, within the policy's queue.timeout.
 func (g *Gate) Check(ctx context.Context, ch *Change) *Verdict {
 	v := &Verdict{
 		Schema:   Schema,

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -215,4 +216,46 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// LedgerRow is one control run: a fast control of a recorded verdict, or
+// one attempt of a slow job.
+type LedgerRow struct {
+	Control     string `json:"control"`
+	Placement   string `json:"placement"`
+	Subject     string `json:"subject"`
+	Status      string `json:"status"`
+	ModeApplied string `json:"mode_applied,omitempty"`
+	DurationMS  int64  `json:"duration_ms"`
+	BudgetMS    int64  `json:"budget_ms"`
+	StartedMS   int64  `json:"started_at_ms"`
+	FinishedMS  int64  `json:"finished_at_ms"`
+	Attempt     int    `json:"attempt,omitempty"`
+}
+
+// Ledger returns the control runs recorded for subject, oldest first.
+func (q *Queue) Ledger(ctx context.Context, subject string) ([]LedgerRow, error) {
+	var out []LedgerRow
+	err := q.inTx(ctx, func(tx txn) error {
+		r, err := tx.query(ctx, `SELECT control, placement, subject, status, mode_applied, duration_ms, budget_ms, started_at_ms, finished_at_ms, attempt
+			FROM sluice_ledger WHERE subject = $1 ORDER BY id`, subject)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		for r.Next() {
+			var l LedgerRow
+			var attempt sql.NullInt64
+			if err := r.Scan(&l.Control, &l.Placement, &l.Subject, &l.Status, &l.ModeApplied, &l.DurationMS, &l.BudgetMS, &l.StartedMS, &l.FinishedMS, &attempt); err != nil {
+				return err
+			}
+			l.Attempt = int(attempt.Int64)
+			out = append(out, l)
+		}
+		return r.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading ledger of %s: %w", subject, err)
+	}
+	return out, nil
 }

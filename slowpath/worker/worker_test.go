@@ -144,12 +144,38 @@ func TestJobSemantics(t *testing.T) {
 					}
 					return worker.Outcome{}, nil
 				}}
-				w := newWorker(t, q, worker.Options{Concurrency: 2, Analyzers: rec.all()})
+				reg := prometheus.NewRegistry()
+				m, err := worker.NewMetrics(reg, q, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := newWorker(t, q, worker.Options{Concurrency: 2, Analyzers: rec.all(), Metrics: m})
 				if failed := drain(t, w); failed != 0 {
 					t.Errorf("drain: %d failed, want 0", failed)
 				}
 				if got := rec.ran(); len(got) != 2 {
 					t.Errorf("analysed %d times, want 2 (one per unit of work): %v", len(got), got)
+				}
+				if n := testutil.CollectAndCount(reg, "sluice_exposure_window_seconds"); n != 2 {
+					t.Errorf("exposure window: %d series, want one per kind (2)", n)
+				}
+				ledger, err := q.Ledger(ctx, "commit:c1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				var fast, slow []string
+				for _, l := range ledger {
+					if l.Placement == "fast" {
+						fast = append(fast, l.Control+" "+l.Status)
+					} else {
+						slow = append(slow, fmt.Sprintf("%s %s attempt %d budget %d", l.Control, l.Status, l.Attempt, l.BudgetMS))
+					}
+				}
+				if want := []string{"secrets passed", "lint deferred", "secrets passed", "lint deferred"}; !slices.Equal(fast, want) {
+					t.Errorf("ledger, fast: %v, want %v (one pair per recorded verdict)", fast, want)
+				}
+				if want := []string{"lint passed attempt 1 budget 600000"}; !slices.Equal(slow, want) {
+					t.Errorf("ledger, slow runs of the change: %v, want %v", slow, want)
 				}
 				// A third check after the work is done joins it too.
 				third, err := q.Record(ctx, v, ch)
