@@ -98,7 +98,7 @@ func (q *Queue) Status(ctx context.Context, qu Query) (*Report, error) {
 				j.db_version, j.deferred_at_ms, j.finished_at_ms,
 				r.status, r.attempt, r.findings, r.sbom, r.notes, r.db_version, r.duration_ms, r.finished_at_ms
 			FROM sluice_job j LEFT JOIN sluice_result r ON r.key = j.key
-			WHERE `+where+` ORDER BY j.deferred_at_ms, j.kind, j.subject, j.control`, arg)
+			WHERE `+where+` ORDER BY j.river_job_id`, arg)
 		if err != nil {
 			return err
 		}

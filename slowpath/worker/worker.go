@@ -273,7 +273,7 @@ func (w *Worker) work(ctx context.Context, job queue.Job, row *rivertype.JobRow)
 func (w *Worker) analyze(ctx context.Context, job queue.Job) (out Outcome, err error) {
 	a := w.opts.Analyzers[job.Kind]
 	if a == nil {
-		return Outcome{}, fmt.Errorf("no analyzer for %s jobs in this build of sluice", job.Kind)
+		return Outcome{}, fmt.Errorf("no analyzer for %s jobs in this build of sluice (not built in this version yet)", job.Kind)
 	}
 	defer func() {
 		if v := recover(); v != nil {

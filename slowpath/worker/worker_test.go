@@ -192,10 +192,6 @@ func TestJobSemantics(t *testing.T) {
 				if len(rep.Verdicts) != 3 || len(rep.Jobs) != 2 || rep.Pending != 0 || rep.Failed != 0 || rep.ExposureOpen {
 					t.Fatalf("status: want 3 verdicts, 2 finished jobs, exposure closed; got %+v", rep)
 				}
-				img := rep.Jobs[0]
-				if img.Kind != queue.KindDeferred {
-					img = rep.Jobs[1]
-				}
 				byDigest, err := q.Status(ctx, queue.Query{Digest: "sha256:aaaa"})
 				if err != nil {
 					t.Fatal(err)
