@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,6 +26,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		image     = fs.String("image", "", "status of the work on the image `REF@sha256:...` (any reference with that digest)")
 		head      = fs.String("head", "", "status of the change at head `REF` of the current repository (default HEAD)")
 		format    = fs.String("format", "text", "output `FORMAT`: text or json")
+		sbomDir   = fs.String("sbom-dir", "", "also write each stored SBOM (CycloneDX JSON) to `DIR`/job-<id>.cdx.json")
 		paths     listFlag
 	)
 	fs.Var(&paths, "paths", "status of a paths-mode change over these paths, as given to check (repeatable)")
@@ -93,6 +95,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	rep, err := q.Status(ctx, qu)
 	if err != nil {
 		return fail(stderr, "status", err)
+	}
+	if *sbomDir != "" {
+		for _, j := range rep.Jobs {
+			if j.Result == nil || len(j.Result.SBOM) == 0 {
+				continue
+			}
+			if err := os.MkdirAll(*sbomDir, 0o755); err != nil {
+				return fail(stderr, "status", fmt.Errorf("writing SBOMs: %w", err))
+			}
+			if err := writeFileAtomic(filepath.Join(*sbomDir, "job-"+j.Job+".cdx.json"), j.Result.SBOM); err != nil {
+				return fail(stderr, "status", fmt.Errorf("writing SBOM of job %s: %w", j.Job, err))
+			}
+		}
 	}
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-ci/sluice/internal/testdb"
 	"github.com/sluice-ci/sluice/internal/testrepo"
@@ -117,5 +121,38 @@ func TestCheckResolvesAnUnreachableQueueByThePolicy(t *testing.T) {
 				t.Errorf("the queue password appears in the output")
 			}
 		})
+	}
+}
+
+func TestStatusWritesStoredSBOMs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	url := filepath.Join(dir, "q.db")
+	q, err := queue.Open(ctx, url, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := queue.Job{Kind: queue.KindImageScan, Subject: digestRef, Control: "image-scan"}
+	rs, err := q.Enqueue(ctx, []queue.Job{job})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Key = queue.KeyFor(job.Kind, job.Subject, job.Control, "", "")
+	sbom := `{"bomFormat":"CycloneDX","specVersion":"1.6"}`
+	if _, _, err := q.Complete(ctx, queue.Run{Job: job, Attempt: 1, Started: time.Now().UnixMilli(), Finished: time.Now().UnixMilli(), Status: "passed"}, queue.Result{SBOM: []byte(sbom)}); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	out := filepath.Join(dir, "sboms")
+	res := sluice(t, dir, "status", "--queue", url, "--image", digestRef, "--sbom-dir", out)
+	if res.code != exitPass {
+		t.Fatalf("exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "job-"+rs[0].Job+".cdx.json"))
+	if err != nil || string(got) != sbom {
+		t.Errorf("SBOM file: %q, %v", got, err)
+	}
+	if !strings.Contains(res.stdout, fmt.Sprintf("SBOM %d bytes", len(sbom))) {
+		t.Errorf("status text does not mention the SBOM:\n%s", res.stdout)
 	}
 }

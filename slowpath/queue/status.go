@@ -124,6 +124,9 @@ func (q *Queue) Status(ctx context.Context, qu Query) (*Report, error) {
 			if rStatus.Valid {
 				st := &Stored{Status: rStatus.String, Attempt: int(rAttempt.Int64), DurationMS: rDur.Int64, SBOMBytes: len(rS.String)}
 				st.DBVersion = rDB.String
+				if rS.String != "" {
+					st.SBOM = []byte(rS.String)
+				}
 				if err := json.Unmarshal([]byte(rF.String), &st.Findings); err != nil {
 					return fmt.Errorf("decoding findings of job %s: %w", js.Job, err)
 				}

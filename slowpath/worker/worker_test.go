@@ -200,7 +200,7 @@ func TestJobSemantics(t *testing.T) {
 					t.Fatalf("status by digest: want the image job with its result, got %+v", byDigest)
 				}
 				res := byDigest.Jobs[0].Result
-				if res.Status != "failed" || len(res.Findings) != 1 || res.Findings[0].Rule != "CVE-2024-0001" || res.SBOMBytes == 0 || res.DBVersion != "db-1" {
+				if res.Status != "failed" || len(res.Findings) != 1 || res.Findings[0].Rule != "CVE-2024-0001" || string(res.SBOM) != `{"bomFormat":"CycloneDX"}` || res.SBOMBytes != len(res.SBOM) || res.DBVersion != "db-1" {
 					t.Errorf("stored result: got %+v", res)
 				}
 				if byDigest.Jobs[0].State != queue.StateCompleted || byDigest.Jobs[0].RiverState != "completed" {
