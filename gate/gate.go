@@ -17,9 +17,9 @@ import (
 	"github.com/sluice-ci/sluice/budgets"
 )
 
-// NotEnqueued is the reason given for deferred work while sluice has no
-// slow-path queue to hand it to.
-const NotEnqueued = "not enqueued: this version of sluice has no slow-path queue yet; nothing will run this work"
+// NotEnqueued is the reason given for deferred work when the gate has no
+// slow-path queue to hand it to (none configured).
+const NotEnqueued = "not enqueued: no slow-path queue is configured (--queue, SLUICE_QUEUE or the policy's queue.url); nothing will run this work"
 
 // Gate runs a policy's fast controls over changes.
 type Gate struct {
@@ -27,6 +27,7 @@ type Gate struct {
 	controls map[string]Control
 	logger   *slog.Logger
 	progress func(Event)
+	queue    Queue
 }
 
 // New builds every enabled fast control of the policy. Errors in control
@@ -44,7 +45,8 @@ func New(p *Policy, env Env, logger *slog.Logger) (*Gate, error) {
 
 // Check runs the fast path over a change and returns the verdict. It never
 // returns before every control has finished or been abandoned within its
-// budget plus budgets.Grace.
+// budget plus budgets.Grace. With a queue (WithQueue) it then records the
+// verdict and enqueues what it defers, within the policy's queue.timeout.
 func (g *Gate) Check(ctx context.Context, ch *Change) *Verdict {
 	v := &Verdict{
 		Schema:   Schema,
@@ -93,6 +95,10 @@ func (g *Gate) Check(ctx context.Context, ch *Change) *Verdict {
 			v.Verdict = "fail"
 		}
 		v.Controls = append(v.Controls, r)
+	}
+	if g.queue != nil {
+		g.enqueue(ctx, v, ch)
+		return v
 	}
 	for i := range v.Deferred {
 		d := &v.Deferred[i]

@@ -129,7 +129,9 @@ type Policy struct {
 	Batch BatchRules
 	// Org names the organisation policy merged in, when there is one.
 	Org *PolicyInfo
-	pos positions
+	// Queue is the top-level `queue:` section.
+	Queue QueuePolicy
+	pos   positions
 }
 
 // Control returns the named control's policy, or nil.
@@ -144,7 +146,7 @@ func (p *Policy) Control(name string) *ControlPolicy {
 
 // DefaultPolicy is the policy in force when no file is given or found.
 func DefaultPolicy(cat Catalog) *Policy {
-	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules()}
+	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules(), Queue: DefaultQueuePolicy()}
 	for _, s := range cat {
 		c := &ControlPolicy{Name: s.Name, Enabled: s.Enabled, Placement: s.Placement, Budget: s.Budget, spec: s}
 		if s.NewOptions != nil {
@@ -234,8 +236,12 @@ func ParsePolicy(file string, data []byte, cat Catalog) (*Policy, error) {
 			if err := d.batch(p, v, cat); err != nil {
 				return nil, err
 			}
+		case "queue":
+			if err := d.queue(&p.Queue, v); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, categories, controls, version)", k.Value)
+			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, categories, controls, queue, version)", k.Value)
 		}
 	}
 	if !haveVersion {
@@ -245,6 +251,54 @@ func ParsePolicy(file string, data []byte, cat Catalog) (*Policy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// queueSection is the `queue:` section as written.
+type queueSection struct {
+	URL            string         `yaml:"url"`
+	OnUnreachable  string         `yaml:"on_unreachable"`
+	Timeout        *time.Duration `yaml:"timeout"`
+	MaxAttempts    *int           `yaml:"max_attempts"`
+	DeferredBudget *time.Duration `yaml:"deferred_budget"`
+}
+
+func (d *decoder) queue(q *QueuePolicy, n *yaml.Node) error {
+	d.pos["queue"] = n
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	var raw queueSection
+	if err := d.decode(n, reflectValue(&raw), "queue"); err != nil {
+		return err
+	}
+	q.URL = raw.URL
+	if raw.OnUnreachable != "" {
+		m, err := budgets.ParseMode(raw.OnUnreachable)
+		if err != nil || m == budgets.Defer {
+			return d.errf(d.pos["queue.on_unreachable"], "queue.on_unreachable", "unknown mode %q (want fail-closed or fail-open)", raw.OnUnreachable)
+		}
+		q.OnUnreachable = m
+	}
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		dst  *time.Duration
+	}{{"timeout", raw.Timeout, &q.Timeout}, {"deferred_budget", raw.DeferredBudget, &q.DeferredBudget}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v <= 0 {
+			return d.errf(d.pos["queue."+f.name], "queue."+f.name, "must be more than zero")
+		}
+		*f.dst = *f.v
+	}
+	if raw.MaxAttempts != nil {
+		if *raw.MaxAttempts < 1 || *raw.MaxAttempts > 100 {
+			return d.errf(d.pos["queue.max_attempts"], "queue.max_attempts", "must be between 1 and 100, got %d", *raw.MaxAttempts)
+		}
+		q.MaxAttempts = *raw.MaxAttempts
+	}
+	return nil
 }
 
 func (d *decoder) controls(p *Policy, n *yaml.Node, cat Catalog) error {

@@ -134,6 +134,10 @@ func TestParsePolicyErrorsNameFileLineAndField(t *testing.T) {
 		{"a non-boolean enabled", "version: 1\ncontrols:\n  plain:\n    enabled: maybe\n", ".sluice.yaml:4:14: controls.plain.enabled: want true or false"},
 		{"an empty file", "", ".sluice.yaml:1: version: empty policy"},
 		{"two documents", "version: 1\n---\nversion: 1\n", ".sluice.yaml:2: more than one YAML document"},
+		{"an unknown queue mode", "version: 1\nqueue:\n  on_unreachable: defer\n", ".sluice.yaml:3:19: queue.on_unreachable: unknown mode \"defer\" (want fail-closed or fail-open)"},
+		{"an unknown queue key", "version: 1\nqueue:\n  uri: x\n", ".sluice.yaml:3:3: queue.uri: unknown key \"uri\" (known: deferred_budget, max_attempts, on_unreachable, timeout, url)"},
+		{"a zero queue timeout", "version: 1\nqueue:\n  timeout: 0s\n", ".sluice.yaml:3:12: queue.timeout: must be more than zero"},
+		{"too many attempts", "version: 1\nqueue:\n  max_attempts: 1000\n", ".sluice.yaml:3:17: queue.max_attempts: must be between 1 and 100, got 1000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,5 +197,24 @@ func TestDatePassedAtTheEndOfTheDayUTC(t *testing.T) {
 	}
 	if (Date{}).Passed(time.Now()) {
 		t.Error("an unset date has passed")
+	}
+}
+
+func TestParsePolicyReadsTheQueueSection(t *testing.T) {
+	src := "version: 1\nqueue:\n  url: postgres://sluice@db.example/sluice\n  on_unreachable: fail-open\n  timeout: 2s\n  max_attempts: 3\n  deferred_budget: 5m\n"
+	p, err := ParsePolicy(".sluice.yaml", []byte(src), testCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := QueuePolicy{URL: "postgres://sluice@db.example/sluice", OnUnreachable: budgets.FailOpen, Timeout: 2 * time.Second, MaxAttempts: 3, DeferredBudget: 5 * time.Minute}
+	if p.Queue != want {
+		t.Errorf("queue = %+v, want %+v", p.Queue, want)
+	}
+	d, err := ParsePolicy(".sluice.yaml", []byte("version: 1\n"), testCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Queue != DefaultQueuePolicy() || d.Queue.OnUnreachable != budgets.FailClosed {
+		t.Errorf("a silent policy: queue = %+v, want the defaults (fail-closed)", d.Queue)
 	}
 }

@@ -75,6 +75,7 @@ type Deferred struct {
 	// Why the work is deferred: "slow placement" or "overran its budget".
 	Why      string `json:"why"`
 	Enqueued bool   `json:"enqueued"`
-	// Reason says why it was not enqueued.
+	// Reason says why it was not enqueued, or that it joined a job an
+	// earlier check queued for the same work.
 	Reason string `json:"reason,omitempty"`
 }

@@ -39,6 +39,9 @@ Usage:
   sluice batch [flags]             plan release batches over a set of changes
   sluice hook install [--force]    install the git pre-push hook (respects core.hooksPath)
   sluice hook pre-push REMOTE URL  what the hook runs: checks each pushed range
+  sluice worker [--drain] [flags]  run slow-path jobs from the queue
+  sluice status [--commit SHA | --image REF@sha256:...] [flags]
+                                   slow-path jobs, results and exposure window
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -48,8 +51,6 @@ Run 'sluice check -h' for the flags of check.
 
 // planned are commands of the product brief not built in this version.
 var planned = map[string]string{
-	"worker":  "the slow-path worker",
-	"status":  "slow-path results",
 	"budgets": "the SLO report",
 	"db":      "the vulnerability DB",
 }
@@ -77,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runBatch(ctx, rest, stdout, stderr, getenv)
 	case "hook":
 		return runHook(ctx, rest, os.Stdin, stdout, stderr, getenv)
+	case "worker":
+		return runWorker(ctx, rest, stdout, stderr, getenv)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -132,6 +137,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		output  = fs.String("output", "", "also write the JSON verdict to `FILE` (written whole or not at all)")
 		root    = fs.String("root", "", "`DIR` that reported paths are relative to in paths mode (default: the working directory)")
 		verbose = fs.Bool("v", false, "log progress to stderr")
+		queueU  = fs.String("queue", "", "record the verdict and enqueue deferred work on this queue: `URL` postgres://... or a SQLite file (default $SLUICE_QUEUE, else the policy's queue.url, else none)")
 		paths   listFlag
 		images  listFlag
 		pf      policyFlags
@@ -204,6 +210,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return fe.fail(stderr, err)
 	}
 	g.WithProgress(fe.progress(stdout))
+	if q, closeQueue := checkQueue(ctx, *queueU, getenv, pol, policyDir, logger); q != nil {
+		defer closeQueue()
+		g.WithQueue(q)
+	}
 	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
 	v := g.Check(ctx, ch)
 

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sourcegraph/conc"
+
+	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/slowpath/queue"
+	"github.com/sluice-ci/sluice/slowpath/worker"
+)
+
+// exitPending is sluice status's code while work is still queued or
+// running.
+const exitPending = 4
+
+// queueURL picks the queue: the flag, else SLUICE_QUEUE, else the policy's
+// queue.url (a relative SQLite path is relative to the policy's directory),
+// else fallback.
+func queueURL(flagURL string, getenv env, pol *gate.Policy, policyDir, fallback string) string {
+	switch {
+	case flagURL != "":
+		return flagURL
+	case getenv("SLUICE_QUEUE") != "":
+		return getenv("SLUICE_QUEUE")
+	case pol != nil && pol.Queue.URL != "":
+		u := pol.Queue.URL
+		if isPostgres(u) {
+			return u
+		}
+		p := strings.TrimPrefix(u, "sqlite:")
+		if pol.Source != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(pol.Source), p)
+		} else if !filepath.IsAbs(p) {
+			p = filepath.Join(policyDir, p)
+		}
+		return p
+	}
+	return fallback
+}
+
+func isPostgres(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+// queueOptions carries the policy's queue section and slow budgets to the
+// queue.
+func queueOptions(pol *gate.Policy, logger *slog.Logger) queue.Options {
+	budgets := map[string]time.Duration{}
+	for _, c := range pol.Controls {
+		if c.Placement == gate.Slow {
+			budgets[c.Name] = c.Budget.Time
+		}
+	}
+	return queue.Options{
+		Logger: logger, MaxAttempts: pol.Queue.MaxAttempts, DeferredBudget: pol.Queue.DeferredBudget, Budgets: budgets,
+		// DBVersion: the vulnerability DB's version, once sluice db is
+		// merged; until then jobs are keyed without it.
+	}
+}
+
+// checkQueue opens the queue a check records into, or returns nil when none
+// is configured. A queue that cannot be opened becomes an UnreachableQueue,
+// so that the policy's queue.on_unreachable decides.
+func checkQueue(ctx context.Context, flagURL string, getenv env, pol *gate.Policy, policyDir string, logger *slog.Logger) (gate.Queue, func()) {
+	u := queueURL(flagURL, getenv, pol, policyDir, "")
+	if u == "" {
+		return nil, func() {}
+	}
+	octx, cancel := context.WithTimeout(ctx, pol.Queue.Timeout)
+	defer cancel()
+	q, err := queue.Open(octx, u, queueOptions(pol, logger))
+	if err != nil {
+		return gate.UnreachableQueue{Err: err}, func() {}
+	}
+	return q, q.Close
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
+	fs := newFlagSet("sluice worker", stderr)
+	var (
+		queueFlag   = fs.String("queue", "", "the queue: `URL` postgres://... or a SQLite file (default $SLUICE_QUEUE, else the policy's queue.url, else "+queue.DefaultPath+" in the repository)")
+		policy      = fs.String("policy", "", "policy `FILE` (default .sluice.yaml at the repository root or working directory)")
+		concurrency = fs.Int("concurrency", 2, "how many jobs run at once")
+		drain       = fs.Bool("drain", false, "run until the queue is empty, then exit (0 when every job succeeded, 1 if any failed for good)")
+		listen      = fs.String("listen", "127.0.0.1:9464", "`ADDR` serving /healthz, /metrics and River's UI at /riverui/ (service mode; empty disables)")
+		rescue      = fs.Duration("rescue-after", 0, "take over a job left running this long by a worker that died (default: 10m)")
+		grace       = fs.Duration("grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled (and retried later)")
+		verbose     = fs.Bool("v", false, "log progress to stderr")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: sluice worker [flags]\n\nRuns slow-path jobs from the queue.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitPass
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 || *concurrency < 1 {
+		fmt.Fprintln(stderr, "sluice worker: takes no arguments, and --concurrency must be at least 1")
+		return exitUsage
+	}
+	logger := newLogger(stderr, *verbose)
+	slog.SetDefault(logger)
+	pol, dir, err := workspacePolicy(ctx, *policy)
+	if err != nil {
+		return fail(stderr, "worker", err)
+	}
+	u := queueURL(*queueFlag, getenv, pol, dir, filepath.Join(dir, queue.DefaultPath))
+	q, err := queue.Open(ctx, u, queueOptions(pol, logger))
+	if err != nil {
+		return fail(stderr, "worker", err)
+	}
+	defer q.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := worker.NewMetrics(reg, q, nil)
+	if err != nil {
+		return fail(stderr, "worker", err)
+	}
+	w, err := worker.New(q, worker.Options{
+		Concurrency: *concurrency, Analyzers: analyzers(logger), RescueAfter: *rescue, Metrics: metrics, Logger: logger,
+	})
+	if err != nil {
+		return fail(stderr, "worker", err)
+	}
+	if *drain {
+		failed, err := w.Drain(ctx)
+		fmt.Fprintf(stdout, "sluice worker: drained %s: %d completed, %d failed\n", q.URL(), w.Completed(), failed)
+		if err != nil {
+			return fail(stderr, "worker", err)
+		}
+		if failed > 0 {
+			return exitBlocked
+		}
+		return exitPass
+	}
+
+	var srv *http.Server
+	if *listen != "" {
+		h, err := w.Handler(ctx, reg)
+		if err != nil {
+			return fail(stderr, "worker", err)
+		}
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fail(stderr, "worker", fmt.Errorf("listening on %s: %w", *listen, err))
+		}
+		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		var serving conc.WaitGroup
+		serving.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("serving HTTP", "error", err)
+			}
+		})
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			serving.Wait()
+		}()
+		fmt.Fprintf(stderr, "sluice worker: serving /healthz, /metrics and %s/ on http://%s\n", worker.UIPrefix, ln.Addr())
+	}
+	fmt.Fprintf(stderr, "sluice worker: running jobs from %s with concurrency %d; SIGTERM or SIGINT stops it gracefully\n", q.URL(), *concurrency)
+	if err := w.Run(ctx, *grace); err != nil {
+		return fail(stderr, "worker", err)
+	}
+	fmt.Fprintf(stderr, "sluice worker: stopped: %d completed, %d failed\n", w.Completed(), w.Failed())
+	return exitPass
+}
+
+// analyzers are the job kinds this build runs. image-scan and
+// dependency-scan are wired when the deep scanners (slowpath/deep) are
+// merged; until then their jobs fail with a message saying so, are retried,
+// and are reported failed: never dropped.
+func analyzers(logger *slog.Logger) map[string]worker.Analyzer {
+	return map[string]worker.Analyzer{
+		queue.KindDeferred: worker.Deferred(catalog(), logger),
+	}
+}
+
+// workspacePolicy finds the policy of the repository around the working
+// directory (or the directory itself outside one).
+func workspacePolicy(ctx context.Context, path string) (*gate.Policy, string, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, "", err
+	}
+	dir := cwd
+	if top, err := gate.RepoRoot(ctx, cwd); err == nil {
+		dir = top
+	}
+	pol, err := gate.FindPolicy(path, dir, catalog())
+	return pol, dir, err
+}
