@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
+	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/cache"
 	"github.com/aquasecurity/trivy/pkg/db"
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
@@ -189,6 +190,8 @@ func scanOptions() types.ScanOptions {
 		PkgTypes:         []string{types.PkgTypeOS, types.PkgTypeLibrary},
 		PkgRelationships: ftypes.Relationships,
 		Scanners:         types.Scanners{types.VulnerabilityScanner},
+		// Trivy's CLI default: the data source's own severity, else NVD's.
+		VulnSeveritySources: []dbtypes.SourceID{"auto"},
 	}
 }
 
@@ -286,6 +289,12 @@ func newReport(ctx context.Context, trep types.Report, subject string, info vuln
 	}
 	for _, res := range trep.Results {
 		rep.Packages += len(res.Packages)
+		target := res.Target
+		if res.Class == types.ClassOSPkg {
+			// "debian 12.11 (dpkg)", not the image's name: a finding's
+			// fingerprint is the same whichever reference named the image.
+			target = rep.OS + " (" + packageManager(trep.Metadata.OS) + ")"
+		}
 		for _, v := range res.Vulnerabilities {
 			sev := v.Severity
 			if sev == "" {
@@ -297,7 +306,7 @@ func newReport(ctx context.Context, trep types.Report, subject string, info vuln
 			if opts.IgnoreUnfixed && v.FixedVersion == "" {
 				continue
 			}
-			rep.Findings = append(rep.Findings, finding(res.Target, v, sev))
+			rep.Findings = append(rep.Findings, finding(target, v, sev))
 		}
 	}
 	slices.SortFunc(rep.Findings, func(a, b gate.Finding) int {
@@ -318,6 +327,21 @@ func newReport(ctx context.Context, trep types.Report, subject string, info vuln
 		rep.SBOM = buf.Bytes()
 	}
 	return rep, nil
+}
+
+// packageManager names the OS's package database.
+func packageManager(os *ftypes.OS) string {
+	if os == nil {
+		return "os packages"
+	}
+	switch os.Family {
+	case ftypes.Debian, ftypes.Ubuntu:
+		return "dpkg"
+	case ftypes.Alpine, ftypes.Wolfi, ftypes.Chainguard:
+		return "apk"
+	default:
+		return "rpm"
+	}
 }
 
 // finding is one vulnerability of one package as a gate finding.
