@@ -34,6 +34,7 @@ Usage:
   sluice check [flags] [PATH...]   run the fast path over a change; prints a verdict
   sluice policy validate [--policy FILE]
                                    check a policy file without running anything
+  sluice db fetch|import FILE|show the vulnerability DB: fetch from mirrors, import, version and age
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -47,7 +48,6 @@ var planned = map[string]string{
 	"batch":   "release-batch approval",
 	"budgets": "the SLO report",
 	"hook":    "the pre-push hook",
-	"db":      "the vulnerability DB",
 }
 
 // env is the process environment as a function, so tests can inject it.
@@ -69,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runCheck(ctx, rest, stdout, stderr, getenv)
 	case "policy":
 		return runPolicy(ctx, rest, stdout, stderr)
+	case "db":
+		return runDB(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
