@@ -196,7 +196,7 @@ func scanOptions() types.ScanOptions {
 }
 
 // run inspects an artifact and scans it against the open DB.
-func run(ctx context.Context, art artifact.Artifact, c cache.Cache, opts Options) (types.Report, error) {
+func run(ctx context.Context, art artifact.Artifact, c cache.Cache) (types.Report, error) {
 	backend := scanlocal.NewService(applier.NewApplier(c), ospkg.NewScanner(), langpkg.NewScanner(), vulnerability.NewClient(trivydb.Config{}))
 	rep, err := scan.NewService(backend, art).ScanArtifact(ctx, scanOptions())
 	if err != nil {
@@ -229,7 +229,7 @@ func ScanImage(ctx context.Context, ref string, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("scanning image %s: %w", ref, err)
 	}
 	opts.Logger.Info("scanning image", "subject", src.subject)
-	trep, err := run(ctx, art, c, opts)
+	trep, err := run(ctx, art, c)
 	if err != nil {
 		return nil, fmt.Errorf("scanning image %s: %w", ref, err)
 	}
@@ -262,7 +262,7 @@ func ScanDependencies(ctx context.Context, dir string, opts Options) (*Report, e
 	if err != nil {
 		return nil, fmt.Errorf("scanning dependencies of %s: %w", dir, err)
 	}
-	trep, err := run(ctx, art, c, opts)
+	trep, err := run(ctx, art, c)
 	if err != nil {
 		return nil, fmt.Errorf("scanning dependencies of %s: %w", dir, err)
 	}
@@ -339,8 +339,12 @@ func packageManager(os *ftypes.OS) string {
 		return "dpkg"
 	case ftypes.Alpine, ftypes.Wolfi, ftypes.Chainguard:
 		return "apk"
-	default:
+	case ftypes.RedHat, ftypes.CentOS, ftypes.Rocky, ftypes.Alma, ftypes.Amazon, ftypes.Oracle, ftypes.Fedora,
+		ftypes.OpenSUSE, ftypes.OpenSUSELeap, ftypes.OpenSUSETumbleweed, ftypes.SLES, ftypes.SLEMicro,
+		ftypes.CBLMariner, ftypes.Azure, ftypes.Photon:
 		return "rpm"
+	default:
+		return "os packages"
 	}
 }
 

@@ -239,3 +239,50 @@ func TestStaleness(t *testing.T) {
 		})
 	}
 }
+
+// tamper serves other bytes for one blob, as a compromised mirror would.
+type tamper struct {
+	h      http.Handler
+	digest string
+	with   []byte
+}
+
+func (t *tamper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+t.digest) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(t.with)
+		return
+	}
+	t.h.ServeHTTP(w, r)
+}
+
+func TestFetchRefusesALayerThatDoesNotMatchItsDigest(t *testing.T) {
+	ctx := context.Background()
+	archive := dbArchive(t)
+	art, err := vulnfixture.DBArtifact(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := static.NewLayer(archive, vulndb.MediaType).Digest()
+	// The same archive with its gzip header's timestamp changed: it still
+	// unpacks to the same DB, and has the same size, but not the digest.
+	forged := append([]byte(nil), archive...)
+	forged[4] ^= 0xff
+	srv := httptest.NewServer(&tamper{h: registry.New(registry.Logger(log.New(io.Discard, "", 0))), digest: d.String(), with: forged})
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	if err := vulnfixture.Push(ctx, host+"/evil/trivy-db:2", art); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	_, err = vulndb.Fetch(ctx, []string{host + "/evil/trivy-db:2"}, cache, vulndb.Options{Insecure: true, Logger: quiet()})
+	if err == nil {
+		t.Fatal("Fetch installed a layer whose bytes do not match its digest")
+	}
+	if !strings.Contains(err.Error(), "digest") && !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("err = %v, want it to say the digest does not match", err)
+	}
+	if _, err := vulndb.Load(cache); !errors.Is(err, vulndb.ErrNotInstalled) {
+		t.Errorf("after a refused fetch, Load = %v; want nothing installed", err)
+	}
+}
