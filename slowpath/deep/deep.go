@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,7 +56,9 @@ var Severities = []string{"UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"}
 // Options configure a scan. DBDir is required; the zero value of every
 // other field is a working default.
 type Options struct {
-	// DBDir holds trivy.db and metadata.json (vulndb.Path of the cache).
+	// DBDir holds trivy.db and metadata.json: vulndb.Path of the cache (the
+	// cache directory itself is accepted too). Each scan opens the DB the
+	// directory holds then, so a DB installed meanwhile is used by the next.
 	DBDir string
 	// CacheDir is where scratch files go (an OCI tarball unpacked); ""
 	// means the system's temporary directory.
@@ -111,6 +114,12 @@ var trivyDB struct {
 // openDB makes dbDir the open DB and returns a release function holding it
 // open until called.
 func openDB(dbDir string) (vulndb.Info, func(), error) {
+	if _, err := os.Stat(filepath.Join(dbDir, "trivy.db")); err != nil {
+		// A cache directory given where its current DB was meant.
+		if _, cerr := os.Stat(filepath.Join(vulndb.Path(dbDir), "trivy.db")); cerr == nil {
+			dbDir = vulndb.Path(dbDir)
+		}
+	}
 	info, err := vulndb.LoadDir(dbDir)
 	if err != nil {
 		return vulndb.Info{}, nil, fmt.Errorf("opening vulnerability DB: %w", err)

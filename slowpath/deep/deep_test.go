@@ -286,3 +286,43 @@ func TestMissingDBNamesTheCommand(t *testing.T) {
 		t.Errorf("err = %v, want ErrNotInstalled naming `sluice db fetch`", err)
 	}
 }
+
+func TestANewDBIsUsedByTheNextScan(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	cache := filepath.Dir(e.dbDir)
+	o := e.opts()
+	o.DBDir, o.SkipSBOM = cache, true // the cache directory is accepted too
+	before, err := deep.ScanImage(ctx, e.ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(before); !slices.Equal(got, wantImageIDs) {
+		t.Fatalf("before: %v", got)
+	}
+	// A newer DB without any Debian advisory, imported as an operator would.
+	dir := t.TempDir()
+	if err := vulnfixture.BuildDB(dir, []string{"testdata/lang.yaml"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	archive, err := vulnfixture.PackDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "db.tar.gz")
+	os.WriteFile(file, archive, 0o644)
+	info, err := vulndb.Import(ctx, file, cache, vulndb.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := deep.ScanImage(ctx, e.ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(after); len(got) != 0 {
+		t.Errorf("after a DB without Debian advisories: %v", got)
+	}
+	if after.DBVersion != info.String() || after.DBVersion == before.DBVersion {
+		t.Errorf("DBVersion %q, want the new DB's %q", after.DBVersion, info.String())
+	}
+}
