@@ -11,6 +11,7 @@
 #
 #   bash bench/image-scan.sh                 # from anywhere in the repository
 #   RUNS=9 TRIVY=/path/to/trivy bash bench/image-scan.sh
+#   EXTRA="usr/bin usr/lib/python3 usr/lib/node_modules" bash bench/image-scan.sh  # a larger image
 set -euo pipefail
 
 export GOEXPERIMENT=jsonv2 CGO_ENABLED=0
@@ -29,7 +30,8 @@ if [[ -z ${TRIVY:-} ]]; then
 fi
 [[ -x $TRIVY ]] || { echo "no trivy binary at $TRIVY" >&2; exit 2; }
 (cd "$ROOT" && go build -o "$WORK/imagescan" ./bench/imagescan)
-(cd "$ROOT" && "$WORK/imagescan" prepare "$WORK")
+(cd "$ROOT" && EXTRA=${EXTRA:-} "$WORK/imagescan" prepare "$WORK")
+echo "image: $(du -h "$WORK/image.tar" | cut -f1)" >&2
 CACHE=$WORK/trivy-cache # holds db/ (trivy.db, metadata.json)
 
 run_sluice() { "$WORK/imagescan" scan "tarball:$WORK/image.tar" "$CACHE/db" >"$WORK/sluice.ids"; }
@@ -39,20 +41,23 @@ run_trivy() {
 		--scanners vuln --cache-dir "$CACHE" --format json --quiet --output "$WORK/trivy.json"
 }
 
-median_of() { # fn -> median wall seconds of RUNS runs
-	local times=() i t0 t1
-	for ((i = 0; i < RUNS; i++)); do
-		t0=$EPOCHREALTIME
-		"$1"
-		t1=$EPOCHREALTIME
-		times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.6f", b - a}')")
-	done
-	printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.3f\n", m}'
+wall() { # fn -> wall seconds of one run
+	local t0 t1
+	t0=$EPOCHREALTIME
+	"$1"
+	t1=$EPOCHREALTIME
+	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.6f\n", b - a}'
 }
+median() { sort -g | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.3f\n", m}'; }
 
 run_sluice && run_trivy # warm the page cache for both
-s=$(median_of run_sluice)
-t=$(median_of run_trivy)
+# Interleaved, so that a busy spell of the machine weighs on both alike.
+for ((i = 0; i < RUNS; i++)); do
+	wall run_sluice >>"$WORK/sluice.times"
+	wall run_trivy >>"$WORK/trivy.times"
+done
+s=$(median <"$WORK/sluice.times")
+t=$(median <"$WORK/trivy.times")
 printf '%-28s %10s\n' "tool (median of $RUNS)" "wall s"
 printf '%-28s %10s\n' "sluice (deep.ScanImage)" "$s"
 printf '%-28s %10s\n' "trivy image --input" "$t"

@@ -17,9 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/sluice-ci/sluice/internal/vulnfixture"
@@ -74,6 +76,18 @@ func prepare(dir string) error {
 	if err != nil {
 		return err
 	}
+	// EXTRA="usr/bin usr/lib/python3" adds those directories of this
+	// machine as a second layer: binaries and language packages for the
+	// analyzers to read, as in a real image.
+	if extra := strings.Fields(os.Getenv("EXTRA")); len(extra) > 0 {
+		layer, err := vulnfixture.DirLayer("/", filepath.Join(dir, "extra.tar"), extra...)
+		if err != nil {
+			return err
+		}
+		if img, err = mutate.AppendLayers(img, layer); err != nil {
+			return err
+		}
+	}
 	tag, err := name.NewTag("bench/debian:12")
 	if err != nil {
 		return err
@@ -85,6 +99,9 @@ func scan(ref, dbDir string) error {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	slog.SetDefault(logger)
 	rep, err := deep.ScanImage(context.Background(), ref, deep.Options{DBDir: dbDir, Logger: logger})
+	if cerr := deep.Cleanup(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return err
 	}

@@ -259,3 +259,68 @@ func DebianImage(root string) (v1.Image, error) {
 	cf.Config.Cmd = []string{"/bin/sh"}
 	return mutate.ConfigFile(img, cf)
 }
+
+// DirLayer writes a layer of the regular files and symbolic links under the
+// given directories of root (relative paths, e.g. "usr/bin") to file and
+// returns it; other kinds of files are left out.
+func DirLayer(root, file string, dirs ...string) (v1.Layer, error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(f)
+	for _, d := range dirs {
+		err := filepath.WalkDir(filepath.Join(root, d), func(p string, de os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			fi, err := de.Info()
+			if err != nil {
+				return err
+			}
+			var link string
+			switch {
+			case fi.Mode()&os.ModeSymlink != 0:
+				if link, err = os.Readlink(p); err != nil {
+					return err
+				}
+			case !fi.Mode().IsRegular() && !fi.IsDir():
+				return nil
+			}
+			hdr, err := tar.FileInfoHeader(fi, link)
+			if err != nil {
+				return err
+			}
+			hdr.Name, hdr.ModTime = rel, time.Unix(0, 0)
+			if fi.IsDir() {
+				hdr.Name += "/"
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			if fi.Mode().IsRegular() {
+				src, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(tw, src)
+				src.Close()
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return tarball.LayerFromFile(file)
+}

@@ -45,6 +45,7 @@ import (
 	sbomcdx "github.com/aquasecurity/trivy/pkg/sbom/cyclonedx"
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	xos "github.com/aquasecurity/trivy/pkg/x/os"
 
 	"github.com/sluice-ci/sluice/gate"
 	"github.com/sluice-ci/sluice/slowpath/vulndb"
@@ -148,6 +149,17 @@ func openDB(dbDir string) (vulndb.Info, func(), error) {
 		}
 		trivyDB.Unlock()
 	}
+}
+
+// Cleanup removes the temporary directory Trivy makes for the process
+// (trivy-* under the system's temporary directory) on its first scan. Call
+// it once when the process will scan no more (a worker's shutdown); Trivy's
+// CLI does the same on exit.
+func Cleanup() error {
+	if err := xos.Cleanup(); err != nil {
+		return fmt.Errorf("removing Trivy's temporary directory: %w", err)
+	}
+	return nil
 }
 
 // quietTrivyLog stops Trivy's logger from keeping every record in memory

@@ -47,6 +47,14 @@ type env struct {
 	logger *slog.Logger
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := deep.Cleanup(); err != nil {
+		log.Print(err)
+	}
+	os.Exit(code)
+}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // setup builds the fixture DB, serves it and the image from an in-process
