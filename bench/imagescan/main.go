@@ -2,7 +2,7 @@
 // sluice's image scan (package deep, as the worker runs it) on them.
 //
 //	go run ./bench/imagescan prepare DIR   # DIR/image.tar, DIR/db.tar.gz, DIR/trivy-cache/db
-//	imagescan scan REF DBDIR               # prints the sorted vulnerability IDs
+//	imagescan scan REF DBDIR               # prints the sorted vulnerability IDs (SBOM=0: no SBOM)
 //
 // The image is this machine's Debian package database in one layer; the DB
 // is built from slowpath/deep/testdata fixtures rendered for the packages
@@ -98,7 +98,7 @@ func prepare(dir string) error {
 func scan(ref, dbDir string) error {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	slog.SetDefault(logger)
-	rep, err := deep.ScanImage(context.Background(), ref, deep.Options{DBDir: dbDir, Logger: logger})
+	rep, err := deep.ScanImage(context.Background(), ref, deep.Options{DBDir: dbDir, Logger: logger, SkipSBOM: os.Getenv("SBOM") == "0"})
 	if cerr := deep.Cleanup(); err == nil {
 		err = cerr
 	}

@@ -175,6 +175,9 @@ func (o *Options) defaults() error {
 	if o.DBDir == "" {
 		return errors.New("no vulnerability DB directory given; run `sluice db fetch` and pass its cache")
 	}
+	// First: until told where to write, Trivy's default handler buffers
+	// every record, and slog.Default() is that handler.
+	quietTrivyLog()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -184,7 +187,6 @@ func (o *Options) defaults() error {
 	if o.MinSeverity != "" && !slices.Contains(Severities, strings.ToUpper(o.MinSeverity)) {
 		return fmt.Errorf("unknown severity %q (want one of %s)", o.MinSeverity, strings.Join(Severities, ", "))
 	}
-	quietTrivyLog()
 	return nil
 }
 
@@ -197,12 +199,18 @@ func disabledAnalyzers() []analyzer.Type {
 	return append(out, analyzer.TypeConfigFiles...)
 }
 
+// artifactOption is what Trivy's CLI passes for `--scanners vuln
+// --offline-scan` with its flags' defaults.
 func artifactOption() artifact.Option {
 	return artifact.Option{
 		DisabledAnalyzers: disabledAnalyzers(),
 		Offline:           true,
 		NoProgress:        true,
 		Parallel:          5,
+		DetectionPriority: ftypes.PriorityPrecise,
+		LicenseScannerOption: analyzer.LicenseScannerOption{
+			ClassifierConfidenceLevel: 0.9,
+		},
 	}
 }
 
