@@ -237,7 +237,17 @@ func install(ctx context.Context, r io.Reader, want v1.Hash, source, dir string,
 		return Info{}, err
 	}
 	final := filepath.Join(dir, strings.Replace(digest, ":", "-", 1))
-	if err := os.RemoveAll(final); err != nil {
+	if have, err := LoadDir(final); err == nil && have.Digest == digest {
+		// The same archive is installed already (perhaps as the previous
+		// DB): make it current as it is; a reader may have it open.
+		if err := swapLink(dir, filepath.Base(final)); err != nil {
+			return Info{}, err
+		}
+		have.Dir = Path(dir)
+		o.Logger.Info("DB already installed", "digest", digest)
+		return have, nil
+	}
+	if err := os.RemoveAll(final); err != nil { // a broken leftover
 		return Info{}, fmt.Errorf("replacing %s: %w", final, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {

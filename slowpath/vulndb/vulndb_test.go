@@ -186,6 +186,17 @@ func TestImport(t *testing.T) {
 		t.Errorf("Load after Import: %v", err)
 	}
 
+	t.Run("importing the same file again keeps the installed DB", func(t *testing.T) {
+		later := func() time.Time { return info.DownloadedAt.Add(time.Hour) }
+		again, err := vulndb.Import(ctx, file, cache, vulndb.Options{Logger: quiet(), Now: later})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Digest != info.Digest || !again.DownloadedAt.Equal(info.DownloadedAt) {
+			t.Errorf("second import = %+v, want the first one kept %+v", again, info)
+		}
+	})
+
 	t.Run("a file that is not the DB archive leaves the cache as it was", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "bad.tar.gz")
 		os.WriteFile(bad, []byte("not gzip"), 0o644)
