@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -57,6 +58,11 @@ type Spec struct {
 	// about one option should be *FieldError so that they name its line.
 	// Nil for slow-only controls.
 	Build func(opts any, env Env) (Control, error)
+	// Validate checks the decoded options of a control that Build does not
+	// make (a slow-only one), so that `sluice policy validate` and a check
+	// report their errors with file and line. Errors about one option
+	// should be *FieldError. Nil when there is nothing to check.
+	Validate func(opts any, env Env) error
 	// Subjects lists what a deferred run of this control would analyse in
 	// the change (an image digest, a repository at a commit). Nil means the
 	// change itself.
@@ -131,7 +137,34 @@ type Policy struct {
 	Org *PolicyInfo
 	// Queue is the top-level `queue:` section.
 	Queue QueuePolicy
-	pos   positions
+	// VulnDB is where the vulnerability DB comes from and how old it may be.
+	VulnDB VulnDB
+	pos    positions
+}
+
+// VulnDB is the policy's `vulndb:` section.
+type VulnDB struct {
+	// Repositories are OCI repositories of Trivy's DB artifact, tried in
+	// order by `sluice db fetch`.
+	Repositories []string `yaml:"repositories"`
+	// CacheDir is the DB cache shared by runs and workers; relative to the
+	// policy file. "" means the CLI's default.
+	CacheDir string `yaml:"cache_dir"`
+	// WarnAge and FailAge bound the DB's age: a warning past the first, a
+	// failure past the second. Zero turns a limit off.
+	WarnAge time.Duration `yaml:"warn_age"`
+	FailAge time.Duration `yaml:"fail_age"`
+}
+
+// DefaultVulnDB is the vulndb section when the policy has none: Trivy's own
+// repositories (reached only by an explicit `sluice db fetch`), warn past
+// two days, fail past a week.
+func DefaultVulnDB() VulnDB {
+	return VulnDB{
+		Repositories: []string{"mirror.gcr.io/aquasec/trivy-db:2", "ghcr.io/aquasecurity/trivy-db:2"},
+		WarnAge:      48 * time.Hour,
+		FailAge:      7 * 24 * time.Hour,
+	}
 }
 
 // Control returns the named control's policy, or nil.
@@ -146,7 +179,7 @@ func (p *Policy) Control(name string) *ControlPolicy {
 
 // DefaultPolicy is the policy in force when no file is given or found.
 func DefaultPolicy(cat Catalog) *Policy {
-	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules(), Queue: DefaultQueuePolicy()}
+	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules(), Queue: DefaultQueuePolicy(), VulnDB: DefaultVulnDB()}
 	for _, s := range cat {
 		c := &ControlPolicy{Name: s.Name, Enabled: s.Enabled, Placement: s.Placement, Budget: s.Budget, spec: s}
 		if s.NewOptions != nil {
@@ -240,8 +273,12 @@ func ParsePolicy(file string, data []byte, cat Catalog) (*Policy, error) {
 			if err := d.queue(&p.Queue, v); err != nil {
 				return nil, err
 			}
+		case "vulndb":
+			if err := d.vulnDB(p, v); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, categories, controls, queue, version)", k.Value)
+			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, categories, controls, queue, version, vulndb)", k.Value)
 		}
 	}
 	if !haveVersion {
@@ -297,6 +334,29 @@ func (d *decoder) queue(q *QueuePolicy, n *yaml.Node) error {
 			return d.errf(d.pos["queue.max_attempts"], "queue.max_attempts", "must be between 1 and 100, got %d", *raw.MaxAttempts)
 		}
 		q.MaxAttempts = *raw.MaxAttempts
+	}
+	return nil
+}
+
+func (d *decoder) vulnDB(p *Policy, n *yaml.Node) error {
+	if err := d.decode(n, reflectValue(&p.VulnDB), "vulndb"); err != nil {
+		return err
+	}
+	v := p.VulnDB
+	for i, r := range v.Repositories {
+		if strings.TrimSpace(r) == "" || strings.ContainsAny(r, " \t") {
+			f := fmt.Sprintf("vulndb.repositories[%d]", i)
+			return d.errf(d.pos[f], f, "bad repository %q (want e.g. registry.example/trivy-db:2)", r)
+		}
+	}
+	if v.WarnAge < 0 {
+		return d.errf(d.pos["vulndb.warn_age"], "vulndb.warn_age", "must not be negative")
+	}
+	if v.FailAge < 0 {
+		return d.errf(d.pos["vulndb.fail_age"], "vulndb.fail_age", "must not be negative")
+	}
+	if v.WarnAge > 0 && v.FailAge > 0 && v.FailAge < v.WarnAge {
+		return d.errf(d.pos["vulndb.fail_age"], "vulndb.fail_age", "fail_age %s is shorter than warn_age %s", v.FailAge, v.WarnAge)
 	}
 	return nil
 }
@@ -453,6 +513,11 @@ func (p *Policy) Validate(env Env) error {
 func (p *Policy) build(env Env) (map[string]Control, error) {
 	out := map[string]Control{}
 	for _, c := range p.Controls {
+		if c.Enabled && c.spec.Validate != nil {
+			if err := c.spec.Validate(c.Options, env); err != nil {
+				return nil, p.locate(c.Name, err)
+			}
+		}
 		if !c.Enabled || c.spec.Build == nil {
 			continue
 		}

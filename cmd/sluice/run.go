@@ -42,6 +42,7 @@ Usage:
   sluice worker [--drain] [flags]  run slow-path jobs from the queue
   sluice status [--commit SHA | --image REF@sha256:...] [flags]
                                    slow-path jobs, results and exposure window
+  sluice db fetch|import FILE|show the vulnerability DB: fetch from mirrors, import, version and age
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -52,7 +53,6 @@ Run 'sluice check -h' for the flags of check.
 // planned are commands of the product brief not built in this version.
 var planned = map[string]string{
 	"budgets": "the SLO report",
-	"db":      "the vulnerability DB",
 }
 
 // env is the process environment as a function, so tests can inject it.
@@ -82,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runWorker(ctx, rest, stdout, stderr, getenv)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr, getenv)
+	case "db":
+		return runDB(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
