@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sluice-ci/sluice/budgets"
@@ -84,8 +85,11 @@ func (g *Gate) enqueue(ctx context.Context, v *Verdict, ch *Change) {
 	if err == nil {
 		for i := range v.Deferred {
 			v.Deferred[i].Job, v.Deferred[i].Enqueued = receipts[i].Job, true
-			if receipts[i].Duplicate {
+			switch {
+			case receipts[i].Duplicate:
 				v.Deferred[i].Reason = "already queued by an earlier check; joined job " + receipts[i].Job
+			case v.Deferred[i].Kind == "image-scan" && !strings.Contains(v.Deferred[i].Subject, "@sha256:"):
+				v.Deferred[i].Reason = "given by tag: analysed again on every check; give the image by digest (REF@sha256:...) to analyse it once"
 			}
 		}
 		return

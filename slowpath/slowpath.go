@@ -89,11 +89,17 @@ var manifests = []string{
 	"mix.lock", "pubspec.lock", "Podfile.lock", "conan.lock",
 }
 
+// IsManifest reports whether a slash-separated path names a dependency
+// manifest or lockfile: what a dependency scan reads.
+func IsManifest(p string) bool {
+	base := path.Base(p)
+	return slices.Contains(manifests, base) || strings.HasPrefix(base, "requirements") && strings.HasSuffix(base, ".txt")
+}
+
 // dependencySubjects names the change once if it touches any manifest.
 func dependencySubjects(ch *gate.Change) []string {
 	for _, f := range ch.Files {
-		base := path.Base(f.Path)
-		if slices.Contains(manifests, base) || strings.HasPrefix(base, "requirements") && strings.HasSuffix(base, ".txt") {
+		if IsManifest(f.Path) {
 			return []string{ch.Subject()}
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-ci/sluice/gate"
 	"github.com/sluice-ci/sluice/internal/testrepo"
+	"github.com/sluice-ci/sluice/slowpath/deep"
 )
 
 var (
@@ -55,10 +56,15 @@ func binary(t *testing.T) string {
 	return builtBin
 }
 
+// TestMain removes the binary the tests built, and Trivy's per-process
+// temporary folder, as main does when the process ends.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if builtBin != "" {
 		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	if err := deep.Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 	os.Exit(code)
 }

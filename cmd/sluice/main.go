@@ -5,10 +5,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/sluice-ci/sluice/slowpath/deep"
 )
 
 // gcPercent is the garbage collector's target when GOGC is not set. sluice
@@ -37,5 +40,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
+	// Trivy keeps a temporary folder per process once it has scanned (the
+	// worker's deep scans); it is removed when the process ends, not when
+	// a command returns, since Trivy does not make it again.
+	if err := deep.Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", err)
+	}
 	os.Exit(code)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-ci/sluice/gate"
 	"github.com/sluice-ci/sluice/slowpath/queue"
+	"github.com/sluice-ci/sluice/slowpath/vulndb"
 	"github.com/sluice-ci/sluice/slowpath/worker"
 )
 
@@ -67,8 +68,6 @@ func queueOptions(pol *gate.Policy, logger *slog.Logger) queue.Options {
 	}
 	return queue.Options{
 		Logger: logger, MaxAttempts: pol.Queue.MaxAttempts, DeferredBudget: pol.Queue.DeferredBudget, Budgets: budgets,
-		// DBVersion: the vulnerability DB's version, once sluice db is
-		// merged; until then jobs are keyed without it.
 	}
 }
 
@@ -82,7 +81,9 @@ func checkQueue(ctx context.Context, flagURL string, getenv env, pol *gate.Polic
 	}
 	octx, cancel := context.WithTimeout(ctx, pol.Queue.Timeout)
 	defer cancel()
-	q, err := queue.Open(octx, u, queueOptions(pol, logger))
+	opts := queueOptions(pol, logger)
+	opts.DBVersion = dbVersion(pol, policyDir, getenv)
+	q, err := queue.Open(octx, u, opts)
 	if err != nil {
 		return gate.UnreachableQueue{Err: err}, func() {}
 	}
@@ -99,6 +100,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		listen      = fs.String("listen", "127.0.0.1:9464", "`ADDR` serving /healthz, /metrics and River's UI at /riverui/ (service mode; empty disables)")
 		rescue      = fs.Duration("rescue-after", 0, "take over a job left running this long by a worker that died (default: 10m)")
 		grace       = fs.Duration("grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled (and retried later)")
+		insecure    = fs.Bool("insecure", false, "allow plain-HTTP image registries (a local registry or mirror)")
 		verbose     = fs.Bool("v", false, "log progress to stderr")
 	)
 	fs.Usage = func() {
@@ -122,7 +124,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return fail(stderr, "worker", err)
 	}
 	u := queueURL(*queueFlag, getenv, pol, dir, filepath.Join(dir, queue.DefaultPath))
-	q, err := queue.Open(ctx, u, queueOptions(pol, logger))
+	qopts := queueOptions(pol, logger)
+	qopts.DBVersion = dbVersion(pol, dir, getenv)
+	q, err := queue.Open(ctx, u, qopts)
 	if err != nil {
 		return fail(stderr, "worker", err)
 	}
@@ -135,7 +139,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return fail(stderr, "worker", err)
 	}
 	w, err := worker.New(q, worker.Options{
-		Concurrency: *concurrency, Analyzers: analyzers(logger), RescueAfter: *rescue, Metrics: metrics, Logger: logger,
+		Concurrency: *concurrency, Analyzers: analyzers(pol, dir, getenv, *insecure, logger), RescueAfter: *rescue, Metrics: metrics, Logger: logger,
 	})
 	if err != nil {
 		return fail(stderr, "worker", err)
@@ -185,14 +189,43 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	return exitPass
 }
 
-// analyzers are the job kinds this build runs. image-scan and
-// dependency-scan are wired when the deep scanners (slowpath/deep) are
-// merged; until then their jobs fail with a message saying so, are retried,
-// and are reported failed: never dropped.
-func analyzers(logger *slog.Logger) map[string]worker.Analyzer {
-	return map[string]worker.Analyzer{
-		queue.KindDeferred: worker.Deferred(catalog(), logger),
+// analyzers are the job kinds this build runs. The deep scans read the
+// vulnerability DB that `sluice db fetch` installed in the shared cache;
+// they never download it.
+func analyzers(pol *gate.Policy, repoDir string, getenv env, insecure bool, logger *slog.Logger) map[string]worker.Analyzer {
+	dc := worker.DeepConfig{
+		DBCache:   dbCache(pol, repoDir, getenv),
+		Staleness: vulndb.Staleness{WarnAge: pol.VulnDB.WarnAge, FailAge: pol.VulnDB.FailAge},
+		Catalog:   catalog(),
+		Insecure:  insecure,
+		Logger:    logger,
 	}
+	return map[string]worker.Analyzer{
+		queue.KindDeferred:       worker.Deferred(catalog(), logger),
+		queue.KindImageScan:      worker.ImageScan(dc),
+		queue.KindDependencyScan: worker.DependencyScan(dc),
+	}
+}
+
+// dbCache is the vulnerability DB cache of a policy: its vulndb.cache_dir
+// (relative to the policy file), else the user's cache folder.
+func dbCache(pol *gate.Policy, repoDir string, getenv env) string {
+	dir := repoDir
+	if pol.Source != "" && !strings.HasPrefix(pol.Source, "oci://") {
+		dir = filepath.Dir(pol.Source)
+	}
+	return defaultDBCache(pol.VulnDB, dir, getenv)
+}
+
+// dbVersion names the installed vulnerability DB, as job keys carry it:
+// the same work under a newer DB is queued again. "" when none is
+// installed (a worker's job then fails, saying to run sluice db fetch).
+func dbVersion(pol *gate.Policy, repoDir string, getenv env) string {
+	info, err := vulndb.Load(dbCache(pol, repoDir, getenv))
+	if err != nil {
+		return ""
+	}
+	return info.String()
 }
 
 // workspacePolicy finds the policy of the repository around the working

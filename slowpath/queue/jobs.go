@@ -222,6 +222,11 @@ func (q *Queue) Record(ctx context.Context, v *gate.Verdict, ch *gate.Change) ([
 				Lane: LaneRelease, BudgetMS: pol(d).Milliseconds(),
 				Mode: string(ch.Mode), Root: absPath(ch.Root), Base: ch.Base, Head: ch.Head, Paths: absPaths(ch.Paths),
 			}
+			if !Immutable(d.Subject) {
+				// A tag or a working tree may hold something else next
+				// time: this check's work is its own.
+				j.Key = KeyFor(j.Kind, j.Subject, j.Control, j.PolicyDigest, j.DBVersion) + "/verdict-" + strconv.FormatInt(id, 10)
+			}
 			rc, err := q.enqueueTx(ctx, tx, j, &id, now)
 			if err != nil {
 				return err
@@ -234,6 +239,15 @@ func (q *Queue) Record(ctx context.Context, v *gate.Verdict, ch *gate.Change) ([
 		return nil, err
 	}
 	return out, nil
+}
+
+// Immutable reports whether a subject names content that cannot change: an
+// image by digest (REF@sha256:...) or a commit ("commit:SHA"). Only such
+// work is analysed once and joined by later checks; an image given by tag
+// or a set of paths in a working tree is analysed for each check that
+// defers it.
+func Immutable(subject string) bool {
+	return strings.Contains(subject, "@sha256:") || strings.HasPrefix(subject, "commit:")
 }
 
 // absPath makes a path from the check's working directory usable by a

@@ -3,9 +3,11 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-ci/sluice/gate"
 	"github.com/sluice-ci/sluice/internal/testdb"
 	"github.com/sluice-ci/sluice/slowpath/queue"
 	"github.com/sluice-ci/sluice/slowpath/worker"
@@ -95,5 +97,53 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkRepeatFromStore is a repeat of an analysed image: a check
+// deferring the same digest under the same policy and DB joins the
+// finished job (nothing is queued or scanned again), and the deep result
+// is read back from the store by digest, as `sluice status --image` and
+// release approval do. The target is under 50 ms.
+func BenchmarkRepeatFromStore(b *testing.B) {
+	for _, driver := range testdb.Drivers {
+		b.Run(driver, func(b *testing.B) {
+			q := open(b, driver, queue.Options{})
+			ctx := context.Background()
+			v, ch := verdict("first")
+			v.Deferred = v.Deferred[:1]
+			if _, err := q.Record(ctx, v, ch); err != nil {
+				b.Fatal(err)
+			}
+			finding := gate.Finding{Rule: "CVE-2099-0001", Severity: "HIGH", Message: "libc6: fixed in 2.36-9+deb12u99"}
+			w := newWorker(b, q, worker.Options{Analyzers: map[string]worker.Analyzer{
+				queue.KindImageScan: func(context.Context, queue.Job) (worker.Outcome, error) {
+					return worker.Outcome{Findings: []gate.Finding{finding}}, nil
+				},
+			}})
+			if failed := drain(b, w); failed != 0 || w.Completed() != 1 {
+				b.Fatalf("drain: %d completed, %d failed; want 1 completed", w.Completed(), failed)
+			}
+			digest := "sha256:" + strings.Split(v.Deferred[0].Subject, "@sha256:")[1]
+			b.ResetTimer()
+			for i := range b.N {
+				rv, rch := verdict(fmt.Sprintf("repeat-%d", i))
+				rv.Deferred = rv.Deferred[:1]
+				rec, err := q.Record(ctx, rv, rch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(rec) != 1 || !rec[0].Duplicate {
+					b.Fatalf("repeat was not joined: %+v", rec)
+				}
+				rep, err := q.Status(ctx, queue.Query{Digest: digest})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(rep.Jobs) != 1 || rep.Jobs[0].Result == nil || len(rep.Jobs[0].Result.Findings) != 1 {
+					b.Fatalf("status by digest: %+v", rep)
+				}
+			}
+		})
 	}
 }

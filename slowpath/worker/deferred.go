@@ -39,21 +39,12 @@ func Deferred(cat gate.Catalog, logger *slog.Logger) Analyzer {
 		if err != nil {
 			return Outcome{}, fmt.Errorf("re-deriving the change: %w", err)
 		}
-		var (
-			pol   *gate.Policy
-			notes []string
-		)
-		dir := ch.Root
-		if job.PolicySource == "" || job.PolicySource == "defaults" {
-			pol = gate.DefaultPolicy(cat)
-		} else {
-			if pol, err = gate.LoadPolicy(job.PolicySource, cat); err != nil {
-				return Outcome{}, fmt.Errorf("loading policy: %w", err)
-			}
-			dir = filepath.Dir(job.PolicySource)
+		pol, dir, notes, err := jobPolicy(job, cat)
+		if err != nil {
+			return Outcome{}, err
 		}
-		if pol.Digest != job.PolicyDigest {
-			notes = append(notes, fmt.Sprintf("the policy changed since the check (%s, now %s); ran under the current one", job.PolicyDigest, pol.Digest))
+		if dir == "" {
+			dir = ch.Root
 		}
 		target := pol.Control(job.Control)
 		if target == nil {
@@ -87,4 +78,23 @@ func Deferred(cat gate.Catalog, logger *slog.Logger) Analyzer {
 		}
 		return Outcome{Findings: run.Findings, Notes: append(notes, run.Notes...)}, nil
 	}
+}
+
+// jobPolicy loads the policy a job was enqueued under, from the file the
+// check read (or the built-in defaults). dir is the policy's folder, ""
+// for the defaults. A policy edited since the check is used as it is now,
+// and a note says so.
+func jobPolicy(job queue.Job, cat gate.Catalog) (pol *gate.Policy, dir string, notes []string, err error) {
+	if job.PolicySource == "" || job.PolicySource == "defaults" {
+		pol = gate.DefaultPolicy(cat)
+	} else {
+		if pol, err = gate.LoadPolicy(job.PolicySource, cat); err != nil {
+			return nil, "", nil, fmt.Errorf("loading policy: %w", err)
+		}
+		dir = filepath.Dir(job.PolicySource)
+	}
+	if pol.Digest != job.PolicyDigest {
+		notes = append(notes, fmt.Sprintf("the policy changed since the check (%s, now %s); ran under the current one", job.PolicyDigest, pol.Digest))
+	}
+	return pol, dir, notes, nil
 }
