@@ -100,10 +100,12 @@ type Options struct {
 // Linter lints changes. It is safe for concurrent use; Trivy's checks are
 // compiled once, on first need, and shared.
 type Linter struct {
-	opts  Options
-	once  sync.Once
-	trivy *trivyEngine
-	err   error
+	opts Options
+	// newEngine makes the Trivy engine; newTrivyEngine when nil.
+	newEngine func(bundle string) (*trivyEngine, error)
+	once      sync.Once
+	trivy     *trivyEngine
+	err       error
 }
 
 // New returns a Linter. It costs nothing until a change has a file for
@@ -112,7 +114,13 @@ func New(o Options) *Linter { return &Linter{opts: o} }
 
 // engine compiles Trivy's checks the first time it is called.
 func (l *Linter) engine() (*trivyEngine, error) {
-	l.once.Do(func() { l.trivy, l.err = newTrivyEngine(l.opts.ChecksBundle) })
+	l.once.Do(func() {
+		mk := l.newEngine
+		if mk == nil {
+			mk = newTrivyEngine
+		}
+		l.trivy, l.err = mk(l.opts.ChecksBundle)
+	})
 	return l.trivy, l.err
 }
 

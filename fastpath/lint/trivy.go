@@ -25,9 +25,14 @@ import (
 	"github.com/aquasecurity/trivy/pkg/iac/scanners/terraform"
 )
 
-// trivyEngine runs Trivy's misconfiguration checks, compiled once.
+// trivyEngine runs Trivy's misconfiguration checks, compiled once. It runs
+// them with its own checkSet (checks compiled once, each rule's query
+// prepared once) over the inputs Trivy's parsers make; with rs set instead
+// it hands the files to Trivy's scanners whole, which is slower and kept
+// to show that both give the same findings.
 type trivyEngine struct {
-	rs *rego.Scanner
+	checks *checkSet
+	rs     *rego.Scanner
 }
 
 // quietTrivyLog stops Trivy's logger from keeping every record in memory:
@@ -49,18 +54,41 @@ var skipRuleRegistry = sync.OnceFunc(func() { rego.LoadAndRegister = func() {} }
 
 func newTrivyEngine(bundle string) (*trivyEngine, error) {
 	quietTrivyLog()
+	if bundle != "" {
+		if err := checkBundleDir(bundle); err != nil {
+			return nil, err
+		}
+	}
+	cs, err := loadCheckSet(context.Background(), bundle)
+	if err != nil {
+		return nil, fmt.Errorf("loading Trivy checks: %w", err)
+	}
+	return &trivyEngine{checks: cs}, nil
+}
+
+func checkBundleDir(bundle string) error {
+	st, err := os.Stat(bundle)
+	if err != nil {
+		return fmt.Errorf("reading checks bundle: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("checks bundle %s is not a folder (unpack the bundle first)", bundle)
+	}
+	return nil
+}
+
+// newTrivyScannerEngine runs the checks with Trivy's own Rego scanner and
+// file scanners.
+func newTrivyScannerEngine(bundle string) (*trivyEngine, error) {
+	quietTrivyLog()
 	skipRuleRegistry()
 	opts := []options.ScannerOption{
 		rego.WithEmbeddedPolicies(bundle == ""),
 		rego.WithEmbeddedLibraries(bundle == ""),
 	}
 	if bundle != "" {
-		st, err := os.Stat(bundle)
-		if err != nil {
-			return nil, fmt.Errorf("reading checks bundle: %w", err)
-		}
-		if !st.IsDir() {
-			return nil, fmt.Errorf("checks bundle %s is not a folder (unpack the bundle first)", bundle)
+		if err := checkBundleDir(bundle); err != nil {
+			return nil, err
 		}
 		opts = append(opts, rego.WithPolicyFilesystem(os.DirFS(bundle)), rego.WithPolicyDirs("."))
 	}
@@ -158,6 +186,21 @@ type fsScanner interface {
 }
 
 func (e *trivyEngine) scanTarget(ctx context.Context, t *target) ([]Finding, error) {
+	var res scan.Results
+	var err error
+	if e.checks != nil {
+		res, err = e.checks.scanNative(ctx, t.kind, newMemFS(t.fsys))
+	} else {
+		res, err = e.scanTrivy(ctx, t)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scanning %s files: %w", t.kind, err)
+	}
+	return t.findings(res), nil
+}
+
+// scanTrivy scans a target with Trivy's scanner for its kind.
+func (e *trivyEngine) scanTrivy(ctx context.Context, t *target) (scan.Results, error) {
 	withRego := rego.WithRegoScanner(e.rs)
 	var sc fsScanner
 	switch t.kind {
@@ -178,10 +221,11 @@ func (e *trivyEngine) scanTarget(ctx context.Context, t *target) ([]Finding, err
 	default:
 		return nil, nil
 	}
-	res, err := sc.ScanFS(ctx, newMemFS(t.fsys), ".")
-	if err != nil {
-		return nil, fmt.Errorf("scanning %s files: %w", t.kind, err)
-	}
+	return sc.ScanFS(ctx, newMemFS(t.fsys), ".")
+}
+
+// findings turns the failed results into findings in the files reported.
+func (t *target) findings(res scan.Results) []Finding {
 	var out []Finding
 	for _, r := range res {
 		if r.Status() != scan.StatusFailed {
@@ -212,7 +256,7 @@ func (e *trivyEngine) scanTarget(ctx context.Context, t *target) ([]Finding, err
 			Check: id, Severity: string(flat.Severity), File: file, Line: line, Message: msg, Kind: t.kind,
 		})
 	}
-	return out, nil
+	return out
 }
 
 func lowerFirst(s string) string {

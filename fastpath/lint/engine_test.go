@@ -1,0 +1,166 @@
+package lint
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluice-ci/sluice/gate"
+)
+
+// viaTrivy lints with Trivy's own Rego scanner and file scanners: what
+// sluice's checkSet must agree with.
+var viaTrivy = &Linter{newEngine: newTrivyScannerEngine}
+
+func lintBoth(t *testing.T, native, trivy *Linter, dir string) (got, want []Finding) {
+	t.Helper()
+	ch, err := gate.ChangeFromPaths(dir, []string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := native.Lint(context.Background(), ch)
+	if err != nil {
+		t.Fatalf("lint: %v", err)
+	}
+	b, err := trivy.Lint(context.Background(), ch)
+	if err != nil {
+		t.Fatalf("lint with Trivy's scanners: %v", err)
+	}
+	return a.Findings, b.Findings
+}
+
+func sameFindings(t *testing.T, got, want []Finding) {
+	t.Helper()
+	if slices.Equal(got, want) {
+		return
+	}
+	in := func(fs []Finding, f Finding) bool { return slices.Contains(fs, f) }
+	for _, f := range got {
+		if !in(want, f) {
+			t.Errorf("only sluice's engine: %s", f)
+		}
+	}
+	for _, f := range want {
+		if !in(got, f) {
+			t.Errorf("only Trivy's scanners: %s", f)
+		}
+	}
+	if !t.Failed() {
+		t.Errorf("same findings, different order or count: %d vs %d", len(got), len(want))
+	}
+}
+
+// TestEngineAgreesWithTrivyOnGolden runs every golden input through
+// sluice's engine and through Trivy's scanners, all in one tree, and wants
+// the same findings.
+func TestEngineAgreesWithTrivyOnGolden(t *testing.T) {
+	root := filepath.Join("..", "..", "testdata", "lint")
+	tmp := t.TempDir()
+	kinds, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range kinds {
+		entries, err := os.ReadDir(filepath.Join(root, k.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".out") {
+				continue
+			}
+			// Each case in a folder of its own, so that Terraform modules and
+			// charts stay apart.
+			dst := filepath.Join(tmp, k.Name()+"-"+e.Name(), filepath.FromSlash(caseTarget(k.Name(), e.Name())))
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			copyTree(t, filepath.Join(root, k.Name(), e.Name()), dst)
+		}
+	}
+	got, want := lintBoth(t, shared, viaTrivy, tmp)
+	kindsSeen := map[Kind]bool{}
+	for _, f := range got {
+		kindsSeen[f.Kind] = true
+	}
+	for _, k := range []Kind{Dockerfile, Kubernetes, Helm, Terraform, CloudFormation} {
+		if !kindsSeen[k] {
+			t.Errorf("no %s finding: the comparison does not cover that kind", k)
+		}
+	}
+	sameFindings(t, got, want)
+}
+
+// TestEngineAgreesWithTrivyOnBenchTree does the same over the benchmark's
+// tree of 200 configuration files (bench/lint-tree.sh).
+func TestEngineAgreesWithTrivyOnBenchTree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lints 200 files twice")
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash to run bench/lint-tree.sh")
+	}
+	tree := filepath.Join(t.TempDir(), "tree")
+	out, err := exec.Command(bash, filepath.Join("..", "..", "bench", "lint-tree.sh"), tree, "200").CombinedOutput()
+	if err != nil {
+		t.Fatalf("making the tree: %v\n%s", err, out)
+	}
+	got, want := lintBoth(t, shared, viaTrivy, tree)
+	if len(got) < 500 {
+		t.Errorf("only %d findings over the bench tree", len(got))
+	}
+	sameFindings(t, got, want)
+}
+
+// TestChecksBundle lints with a folder of checks instead of the embedded
+// ones: its check reports, the embedded checks do not, and both engines
+// agree.
+func TestChecksBundle(t *testing.T) {
+	bundle := t.TempDir()
+	check := `# METADATA
+# title: No Alpine images
+# description: This test check reports every FROM of an Alpine image.
+# custom:
+#   id: SLUICE-T001
+#   avd_id: SLUICE-T001
+#   severity: HIGH
+#   recommended_action: Use a distroless image.
+#   input:
+#     selector:
+#     - type: dockerfile
+package builtin.dockerfile.SLUICET001
+
+import rego.v1
+
+deny contains res if {
+	some instr in input.Stages[_].Commands
+	instr.Cmd == "from"
+	startswith(instr.Value[0], "alpine")
+	res := {"msg": "Alpine image", "startline": instr.StartLine, "endline": instr.EndLine, "filepath": instr.Path}
+}
+`
+	if err := os.WriteFile(filepath.Join(bundle, "alpine.rego"), []byte(check), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := t.TempDir()
+	df := "FROM alpine:3.20\nRUN apk add --no-cache curl\n"
+	if err := os.WriteFile(filepath.Join(tree, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, want := lintBoth(t, New(Options{ChecksBundle: bundle}),
+		&Linter{opts: Options{ChecksBundle: bundle}, newEngine: newTrivyScannerEngine}, tree)
+	if len(got) != 1 || got[0].Check != "SLUICE-T001" || got[0].Line != 1 || got[0].File != "Dockerfile" {
+		t.Errorf("findings with the bundle: %v; want one SLUICE-T001 on Dockerfile:1", got)
+	}
+	sameFindings(t, got, want)
+
+	if _, err := New(Options{ChecksBundle: filepath.Join(bundle, "alpine.rego")}).engine(); err == nil ||
+		!strings.Contains(err.Error(), "not a folder") {
+		t.Errorf("a bundle that is a file: %v", err)
+	}
+}
