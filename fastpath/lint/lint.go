@@ -112,7 +112,8 @@ type Linter struct {
 // Trivy's checks.
 func New(o Options) *Linter { return &Linter{opts: o} }
 
-// engine compiles Trivy's checks the first time it is called.
+// engine starts compiling Trivy's checks the first time it is called; the
+// engine waits for them when it first needs them.
 func (l *Linter) engine() (*trivyEngine, error) {
 	l.once.Do(func() {
 		mk := l.newEngine
@@ -126,8 +127,11 @@ func (l *Linter) engine() (*trivyEngine, error) {
 
 // Warm compiles Trivy's checks now rather than on first need.
 func (l *Linter) Warm() error {
-	_, err := l.engine()
-	return err
+	e, err := l.engine()
+	if err != nil {
+		return err
+	}
+	return e.wait()
 }
 
 // Lint lints the files of a change. A returned error means the change could
@@ -143,6 +147,13 @@ func (l *Linter) Lint(ctx context.Context, ch *gate.Change) (*Report, error) {
 	}
 	if err := set.read(ctx, ch); err != nil {
 		return nil, err
+	}
+	// Trivy's checks compile while the other files are linted.
+	var eng *trivyEngine
+	if set.hasIaC() {
+		if eng, err = l.engine(); err != nil {
+			return nil, err
+		}
 	}
 	var iac []*input
 	for _, in := range set.inputs {
@@ -166,9 +177,10 @@ func (l *Linter) Lint(ctx context.Context, ch *gate.Change) (*Report, error) {
 		rep.Findings = append(rep.Findings, c.checkSyntax()...)
 	}
 	if len(iac) > 0 || len(set.charts) > 0 {
-		eng, err := l.engine()
-		if err != nil {
-			return nil, err
+		if eng == nil {
+			if eng, err = l.engine(); err != nil {
+				return nil, err
+			}
 		}
 		fs, notes, err := eng.scan(ctx, iac, set.context, set.charts)
 		if err != nil {
@@ -180,6 +192,20 @@ func (l *Linter) Lint(ctx context.Context, ch *gate.Change) (*Report, error) {
 	sortFindings(rep.Findings)
 	rep.Findings = slices.CompactFunc(rep.Findings, func(a, b Finding) bool { return a == b })
 	return rep, nil
+}
+
+// hasIaC says whether the set has a file for Trivy's checks.
+func (s *fileSet) hasIaC() bool {
+	if len(s.charts) > 0 {
+		return true
+	}
+	for _, in := range s.inputs {
+		switch in.kind {
+		case Dockerfile, Kubernetes, Helm, Terraform, CloudFormation:
+			return true
+		}
+	}
+	return false
 }
 
 func sortFindings(fs []Finding) {

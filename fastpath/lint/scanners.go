@@ -34,8 +34,20 @@ import (
 // way each of Trivy's scanners' ScanFS does, then run them on a checkSet.
 // Each keeps its scanner's handling of inline ignore rules.
 
+// lazyChecks returns the compiled checks, waiting for them if they are
+// still being compiled: files are parsed meanwhile.
+type lazyChecks func() (*checkSet, error)
+
+func (cs lazyChecks) scanInput(ctx context.Context, source iactypes.Source, inputs ...regoInput) (scan.Results, error) {
+	c, err := cs()
+	if err != nil {
+		return nil, err
+	}
+	return c.scanInput(ctx, source, inputs...)
+}
+
 // scanNative scans the files of one kind with the compiled checks.
-func (cs *checkSet) scanNative(ctx context.Context, k Kind, fsys fs.FS) (scan.Results, error) {
+func (cs lazyChecks) scanNative(ctx context.Context, k Kind, fsys fs.FS) (scan.Results, error) {
 	switch k {
 	case Dockerfile:
 		return cs.scanGeneric(ctx, fsys, iactypes.SourceDockerfile, true, func(ctx context.Context, p string, f fs.File) ([]any, error) {
@@ -66,7 +78,7 @@ func toRego[T interface{ ToRego() any }](xs []T) []any {
 }
 
 // scanGeneric is Trivy's generic.GenericScanner.ScanFS.
-func (cs *checkSet) scanGeneric(ctx context.Context, fsys fs.FS, source iactypes.Source, inlineIgnore bool,
+func (cs lazyChecks) scanGeneric(ctx context.Context, fsys fs.FS, source iactypes.Source, inlineIgnore bool,
 	parse func(context.Context, string, fs.File) ([]any, error),
 ) (scan.Results, error) {
 	var inputs []regoInput
@@ -118,7 +130,7 @@ func (cs *checkSet) scanGeneric(ctx context.Context, fsys fs.FS, source iactypes
 }
 
 // scanCloudFormation is Trivy's cloudformation.Scanner.ScanFS.
-func (cs *checkSet) scanCloudFormation(ctx context.Context, fsys fs.FS) (scan.Results, error) {
+func (cs lazyChecks) scanCloudFormation(ctx context.Context, fsys fs.FS) (scan.Results, error) {
 	fctxs, err := cfparser.New().ParseFS(ctx, fsys, ".")
 	if err != nil {
 		return nil, err
@@ -151,7 +163,7 @@ type chartLoc struct {
 }
 
 // scanHelm is Trivy's helm.Scanner.ScanFS.
-func (cs *checkSet) scanHelm(ctx context.Context, fsys fs.FS) (scan.Results, error) {
+func (cs lazyChecks) scanHelm(ctx context.Context, fsys fs.FS) (scan.Results, error) {
 	var charts []chartLoc
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err := ctx.Err(); err != nil {
@@ -185,7 +197,7 @@ func (cs *checkSet) scanHelm(ctx context.Context, fsys fs.FS) (scan.Results, err
 	return results, nil
 }
 
-func (cs *checkSet) scanChart(ctx context.Context, fsys fs.FS, loc chartLoc) (scan.Results, error) {
+func (cs lazyChecks) scanChart(ctx context.Context, fsys fs.FS, loc chartLoc) (scan.Results, error) {
 	hp, err := helmparser.New()
 	if err != nil {
 		return nil, err
@@ -262,7 +274,7 @@ func chartAlreadyDiscovered(fsys fs.FS, archive string) bool {
 // scanTerraform is Trivy's terraform.Scanner.ScanFS with every directory
 // a module root, no downloads and no cached modules, and its executor's
 // Execute without rendering causes (sluice reports none).
-func (cs *checkSet) scanTerraform(ctx context.Context, fsys fs.FS) (scan.Results, error) {
+func (cs lazyChecks) scanTerraform(ctx context.Context, fsys fs.FS) (scan.Results, error) {
 	dirs := findTFModules(fsys, ".")
 	slices.Sort(dirs)
 	if len(dirs) == 0 {
@@ -307,7 +319,7 @@ func (cs *checkSet) scanTerraform(ctx context.Context, fsys fs.FS) (scan.Results
 	return all, nil
 }
 
-func (cs *checkSet) executeTerraform(ctx context.Context, modules terraform.Modules, base string) (scan.Results, error) {
+func (cs lazyChecks) executeTerraform(ctx context.Context, modules terraform.Modules, base string) (scan.Results, error) {
 	infra := tfadapter.Adapt(modules)
 	results, err := cs.scanInput(ctx, iactypes.SourceCloud, regoInput{path: base, contents: infra.ToRego()})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing/fstest"
 
+	"github.com/sourcegraph/conc"
 	"github.com/sourcegraph/conc/pool"
 
 	trivylog "github.com/aquasecurity/trivy/pkg/log"
@@ -31,7 +32,7 @@ import (
 // it hands the files to Trivy's scanners whole, which is slower and kept
 // to show that both give the same findings.
 type trivyEngine struct {
-	checks *checkSet
+	checks lazyChecks
 	rs     *rego.Scanner
 }
 
@@ -59,11 +60,30 @@ func newTrivyEngine(bundle string) (*trivyEngine, error) {
 			return nil, err
 		}
 	}
-	cs, err := loadCheckSet(context.Background(), bundle)
-	if err != nil {
-		return nil, fmt.Errorf("loading Trivy checks: %w", err)
+	// The checks compile while the change's files are read and parsed.
+	var (
+		wg  conc.WaitGroup
+		cs  *checkSet
+		err error
+	)
+	wg.Go(func() {
+		if cs, err = loadCheckSet(context.Background(), bundle); err != nil {
+			err = fmt.Errorf("loading Trivy checks: %w", err)
+		}
+	})
+	return &trivyEngine{checks: sync.OnceValues(func() (*checkSet, error) {
+		wg.Wait()
+		return cs, err
+	})}, nil
+}
+
+// wait waits for the checks to compile.
+func (e *trivyEngine) wait() error {
+	if e.checks == nil {
+		return nil
 	}
-	return &trivyEngine{checks: cs}, nil
+	_, err := e.checks()
+	return err
 }
 
 func checkBundleDir(bundle string) error {
