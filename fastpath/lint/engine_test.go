@@ -164,3 +164,63 @@ deny contains res if {
 		t.Errorf("a bundle that is a file: %v", err)
 	}
 }
+
+// TestEngineAgreesOnInlineIgnores puts Trivy's inline ignore comments in
+// files of each kind: the findings they name go (with a Terraform ignore's
+// condition checked), and both engines agree.
+func TestEngineAgreesOnInlineIgnores(t *testing.T) {
+	root := filepath.Join("..", "..", "testdata", "lint")
+	tree := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		p := filepath.Join(tree, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	write("df/Dockerfile", "# trivy:ignore:DS-0001\n"+read("dockerfile/fail.Dockerfile"))
+	write("tf/main.tf", strings.Replace(
+		strings.Replace(read("terraform/fail.tf"), "    cidr_blocks", "    #trivy:ignore:AWS-0107\n    cidr_blocks", 1),
+		`resource "aws_s3_bucket" "data"`, "#trivy:ignore:AWS-0086[bucket=example-data]\n#trivy:ignore:AWS-0087[bucket=other]\n"+`resource "aws_s3_bucket" "data"`, 1))
+	write("cfn/stack.yaml", strings.Replace(read("cloudformation/fail.yaml"),
+		"          CidrIp:", "          # trivy:ignore:AWS-0107\n          CidrIp:", 1))
+	copyTree(t, filepath.Join(root, "helm", "fail"), filepath.Join(tree, "chart"))
+	write("chart/templates/pod.yaml", strings.Replace(read("helm/fail/templates/pod.yaml"),
+		"  hostNetwork:", "  # trivy:ignore:KSV-0009\n  hostNetwork:", 1))
+
+	got, want := lintBoth(t, shared, viaTrivy, tree)
+	sameFindings(t, got, want)
+	has := func(file, check string) bool {
+		return slices.ContainsFunc(got, func(f Finding) bool { return f.File == file && f.Check == check })
+	}
+	for _, c := range []struct {
+		file, check string
+		want        bool
+	}{
+		{"df/Dockerfile", "DS-0001", false},
+		{"df/Dockerfile", "DS-0002", true},
+		{"tf/main.tf", "AWS-0107", false},
+		{"tf/main.tf", "AWS-0086", false}, // the ignore's condition holds
+		{"tf/main.tf", "AWS-0087", true},  // it does not
+		{"cfn/stack.yaml", "AWS-0107", false},
+		{"cfn/stack.yaml", "AWS-0086", true},
+		// Helm drops the template's comments when it renders the chart, so
+		// the ignore rule never reaches Trivy.
+		{"chart/templates/pod.yaml", "KSV-0009", true},
+	} {
+		if has(c.file, c.check) != c.want {
+			t.Errorf("%s %s reported: %v, want %v", c.file, c.check, !c.want, c.want)
+		}
+	}
+}
