@@ -121,11 +121,31 @@ func parseRegoDir(ctx context.Context, fsys fs.FS) (map[string]*ast.Module, erro
 	return out, nil
 }
 
-// loadCheckSet parses and compiles Trivy's embedded checks and libraries,
-// or with bundle != "" the checks of that folder (falling back to the
-// embedded check of the same package for one that does not compile, as
-// Trivy does).
-func loadCheckSet(ctx context.Context, bundle string) (*checkSet, error) {
+// checkLib is Trivy's checks and libraries, parsed once. They are compiled
+// per source type of input (Dockerfile, Kubernetes, cloud state) on first
+// need, each time with only the checks that can apply to that source (see
+// subset), so a change with one Dockerfile compiles the Dockerfile checks
+// alone. A checks bundle is compiled whole, as Trivy does, so that its
+// compile errors are handled as Trivy handles them.
+type checkLib struct {
+	policies, embedded map[string]*ast.Module
+	srcFS              fs.FS
+	dirs               []string
+	whole              bool
+	store              storage.Store
+	runtime            *ast.Term
+	caps               *ast.Capabilities
+	sets               map[iactypes.Source]func() (*checkSet, error)
+}
+
+// The source types sluice's scanners give the checks, in the order their
+// sets are compiled when all are needed: the largest first.
+var checkSources = []iactypes.Source{iactypes.SourceCloud, iactypes.SourceKubernetes, iactypes.SourceDockerfile}
+
+// loadCheckLib parses Trivy's embedded checks and libraries, or with
+// bundle != "" the checks of that folder (falling back to the embedded
+// check of the same package for one that does not compile, as Trivy does).
+func loadCheckLib(ctx context.Context, bundle string) (*checkLib, error) {
 	var libs, embedded map[string]*ast.Module
 	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(2)
 	p.Go(func(ctx context.Context) (err error) {
@@ -139,36 +159,128 @@ func loadCheckSet(ctx context.Context, bundle string) (*checkSet, error) {
 	if err := p.Wait(); err != nil {
 		return nil, fmt.Errorf("loading embedded Trivy checks: %w", err)
 	}
-	policies := map[string]*ast.Module{}
-	var srcFS fs.FS
-	var dirs []string
+	l := &checkLib{policies: map[string]*ast.Module{}, embedded: embedded, whole: bundle != ""}
 	if bundle == "" {
-		maps.Copy(policies, embedded)
-		maps.Copy(policies, libs)
+		maps.Copy(l.policies, embedded)
+		maps.Copy(l.policies, libs)
 	} else {
-		srcFS, dirs = os.DirFS(bundle), []string{"."}
-		loaded, err := rego.LoadPoliciesFromDirs(srcFS, ".")
+		l.srcFS, l.dirs = os.DirFS(bundle), []string{"."}
+		loaded, err := rego.LoadPoliciesFromDirs(l.srcFS, ".")
 		if err != nil {
 			return nil, fmt.Errorf("loading checks bundle %s: %w", bundle, err)
 		}
-		maps.Copy(policies, loaded)
+		maps.Copy(l.policies, loaded)
 	}
 
 	namespaces := map[string]bool{}
-	for _, m := range policies {
+	for _, m := range l.policies {
 		namespaces[moduleNamespace(m)] = true
 	}
 	// Trivy's data directories are empty unless asked for: the store holds
 	// only the namespaces.
-	store, err := checkStore(srcFS, nil, slices.Sorted(maps.Keys(namespaces)))
+	store, err := checkStore(l.srcFS, nil, slices.Sorted(maps.Keys(namespaces)))
 	if err != nil {
 		return nil, fmt.Errorf("loading checks data: %w", err)
 	}
-	cs := &checkSet{store: store, runtime: runtimeValues(), caps: ast.CapabilitiesForThisVersion()}
-	if err := cs.compile(policies, embedded, srcFS, dirs); err != nil {
+	l.store, l.runtime, l.caps = store, runtimeValues(), ast.CapabilitiesForThisVersion()
+	l.sets = map[iactypes.Source]func() (*checkSet, error){}
+	whole := sync.OnceValues(func() (*checkSet, error) { return l.compileSet(maps.Clone(l.policies)) })
+	l.sets[""] = whole
+	for _, src := range checkSources {
+		if l.whole {
+			l.sets[src] = whole
+		} else {
+			l.sets[src] = sync.OnceValues(func() (*checkSet, error) { return l.compileSet(l.subset(src)) })
+		}
+	}
+	return l, nil
+}
+
+// set returns the checks compiled for inputs of the source type.
+func (l *checkLib) set(src iactypes.Source) (*checkSet, error) {
+	if f, ok := l.sets[src]; ok {
+		return f()
+	}
+	return l.sets[""]()
+}
+
+func (l *checkLib) compileSet(policies map[string]*ast.Module) (*checkSet, error) {
+	cs := &checkSet{store: l.store, runtime: l.runtime, caps: l.caps}
+	if err := cs.compile(policies, maps.Clone(l.embedded), l.srcFS, l.dirs); err != nil {
 		return nil, fmt.Errorf("compiling Trivy checks: %w", err)
 	}
 	return cs, nil
+}
+
+// subset is the modules to compile for inputs of the source type: every
+// module but the checks that Trivy's selection (policyApplies) can never
+// run on that source (a check with a selector of another type), and then
+// every module whose package a kept module refers to, so that what is
+// compiled evaluates as it would among all the checks.
+func (l *checkLib) subset(src iactypes.Source) map[string]*ast.Module {
+	keep := map[string]*ast.Module{}
+	left := map[string]*ast.Module{}
+	for p, m := range l.policies {
+		if l.otherSource(m, src) {
+			left[p] = m
+		} else {
+			keep[p] = m
+		}
+	}
+	queue := slices.Collect(maps.Values(keep))
+	for len(queue) > 0 && len(left) > 0 {
+		m := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		for _, ref := range dataRefs(m) {
+			for p, o := range left {
+				if pkg := o.Package.Path; pkg.HasPrefix(ref) || ref.HasPrefix(pkg) {
+					keep[p] = o
+					delete(left, p)
+					queue = append(queue, o)
+				}
+			}
+		}
+	}
+	return keep
+}
+
+// otherSource says whether the module is a check that Trivy never runs on
+// inputs of the source type.
+func (l *checkLib) otherSource(m *ast.Module, src iactypes.Source) bool {
+	if !slices.Contains(checkNamespaces, strings.Split(moduleNamespace(m), ".")[0]) || hasRule(m, "__rego_metadata__") {
+		return false
+	}
+	md, err := rego.MetadataFromAnnotations(m)
+	if err != nil || md == nil || md.Library {
+		return false
+	}
+	for _, s := range md.InputOptions.Selectors {
+		if s.Type != string(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// dataRefs are the ground prefixes of the module's references into data,
+// its imports included.
+func dataRefs(m *ast.Module) []ast.Ref {
+	var out []ast.Ref
+	add := func(r ast.Ref) {
+		if len(r) > 0 && r[0].Equal(ast.DefaultRootDocument) {
+			out = append(out, r.GroundPrefix())
+		}
+	}
+	for _, imp := range m.Imports {
+		if r, ok := imp.Path.Value.(ast.Ref); ok {
+			add(r)
+		}
+	}
+	ast.WalkRefs(m, func(r ast.Ref) bool {
+		add(r)
+		return false
+	})
+	return out
 }
 
 // checkStore is Trivy's data store: data files of the bundle and the list

@@ -2,12 +2,18 @@ package lint
 
 import (
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/aquasecurity/trivy/pkg/iac/rego"
+	iactypes "github.com/aquasecurity/trivy/pkg/iac/types"
 
 	"github.com/sluice-ci/sluice/gate"
 )
@@ -221,6 +227,43 @@ func TestEngineAgreesOnInlineIgnores(t *testing.T) {
 	} {
 		if has(c.file, c.check) != c.want {
 			t.Errorf("%s %s reported: %v, want %v", c.file, c.check, !c.want, c.want)
+		}
+	}
+}
+
+// TestSubsetKeepsWhatChecksReferTo compiles for Dockerfiles only the
+// checks that can run on them, and the modules those refer to, even
+// checks of another input type.
+func TestSubsetKeepsWhatChecksReferTo(t *testing.T) {
+	check := func(pkg, typ, body string) string {
+		return "# METADATA\n# custom:\n#   id: " + pkg + "\n#   input:\n#     selector:\n#     - type: " + typ +
+			"\npackage builtin." + typ + "." + pkg + "\n\n" + body + "\n"
+	}
+	srcs := map[string]string{
+		"docker.rego": check("D1", "dockerfile", "import data.builtin.kubernetes.K1\n\ndeny[msg] {\n\tK1.helper\n\tmsg := \"d\"\n}"),
+		"k8s.rego":    check("K1", "kubernetes", "helper := true\n\ndeny[msg] {\n\tmsg := \"k\"\n}"),
+		"k8s2.rego":   check("K2", "kubernetes", "deny[msg] {\n\tmsg := \"k2\"\n}"),
+		"cloud.rego":  check("C1", "cloud", "deny[msg] {\n\tdata.builtin.cloud.C2.x\n\tmsg := \"c\"\n}"),
+		"cloud2.rego": check("C2", "cloud", "x := true"),
+		"lib.rego":    "package lib.util\n\nf := 1\n",
+		"nosel.rego":  "# METADATA\n# custom:\n#   id: N1\npackage builtin.any.N1\n\ndeny[msg] {\n\tmsg := \"n\"\n}\n",
+		"legacy.rego": "package builtin.old.L1\n\n__rego_metadata__ := {\"id\": \"L1\"}\n\ndeny[msg] {\n\tmsg := \"l\"\n}\n",
+	}
+	l := &checkLib{policies: map[string]*ast.Module{}}
+	for name, src := range srcs {
+		m, err := rego.ParseRegoModule(name, src)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		l.policies[name] = m
+	}
+	for src, want := range map[iactypes.Source][]string{
+		iactypes.SourceDockerfile: {"docker.rego", "k8s.rego", "legacy.rego", "lib.rego", "nosel.rego"},
+		iactypes.SourceKubernetes: {"k8s.rego", "k8s2.rego", "legacy.rego", "lib.rego", "nosel.rego"},
+		iactypes.SourceCloud:      {"cloud.rego", "cloud2.rego", "legacy.rego", "lib.rego", "nosel.rego"},
+	} {
+		if got := slices.Sorted(maps.Keys(l.subset(src))); !slices.Equal(got, want) {
+			t.Errorf("subset for %s: %v, want %v", src, got, want)
 		}
 	}
 }

@@ -34,12 +34,13 @@ import (
 // way each of Trivy's scanners' ScanFS does, then run them on a checkSet.
 // Each keeps its scanner's handling of inline ignore rules.
 
-// lazyChecks returns the compiled checks, waiting for them if they are
-// still being compiled: files are parsed meanwhile.
-type lazyChecks func() (*checkSet, error)
+// lazyChecks returns the checks compiled for a source type, waiting for
+// them if they are still being parsed or compiled: files are parsed
+// meanwhile.
+type lazyChecks func(iactypes.Source) (*checkSet, error)
 
 func (cs lazyChecks) scanInput(ctx context.Context, source iactypes.Source, inputs ...regoInput) (scan.Results, error) {
-	c, err := cs()
+	c, err := cs(source)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,7 @@ import (
 	k8sscanner "github.com/aquasecurity/trivy/pkg/iac/scanners/kubernetes"
 	"github.com/aquasecurity/trivy/pkg/iac/scanners/options"
 	"github.com/aquasecurity/trivy/pkg/iac/scanners/terraform"
+	iactypes "github.com/aquasecurity/trivy/pkg/iac/types"
 )
 
 // trivyEngine runs Trivy's misconfiguration checks, compiled once. It runs
@@ -60,30 +61,43 @@ func newTrivyEngine(bundle string) (*trivyEngine, error) {
 			return nil, err
 		}
 	}
-	// The checks compile while the change's files are read and parsed.
+	// The checks are parsed while the change's files are read and parsed.
 	var (
 		wg  conc.WaitGroup
-		cs  *checkSet
+		lib *checkLib
 		err error
 	)
 	wg.Go(func() {
-		if cs, err = loadCheckSet(context.Background(), bundle); err != nil {
+		if lib, err = loadCheckLib(context.Background(), bundle); err != nil {
 			err = fmt.Errorf("loading Trivy checks: %w", err)
 		}
 	})
-	return &trivyEngine{checks: sync.OnceValues(func() (*checkSet, error) {
+	loaded := sync.OnceValues(func() (*checkLib, error) {
 		wg.Wait()
-		return cs, err
-	})}, nil
+		return lib, err
+	})
+	return &trivyEngine{checks: func(src iactypes.Source) (*checkSet, error) {
+		l, err := loaded()
+		if err != nil {
+			return nil, err
+		}
+		return l.set(src)
+	}}, nil
 }
 
-// wait waits for the checks to compile.
+// wait compiles the checks for every source type, two at a time.
 func (e *trivyEngine) wait() error {
 	if e.checks == nil {
 		return nil
 	}
-	_, err := e.checks()
-	return err
+	p := pool.New().WithErrors().WithMaxGoroutines(2)
+	for _, src := range checkSources {
+		p.Go(func() error {
+			_, err := e.checks(src)
+			return err
+		})
+	}
+	return p.Wait()
 }
 
 func checkBundleDir(bundle string) error {
@@ -180,6 +194,14 @@ func (e *trivyEngine) scan(ctx context.Context, inputs, extra []*input, charts [
 	order := []Kind{Dockerfile, Kubernetes, Helm, Terraform, CloudFormation}
 	results := make([][]Finding, len(order))
 	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(2)
+	if e.checks != nil && (targets[Terraform] != nil || targets[CloudFormation] != nil) {
+		// The cloud checks are the most to compile: start them first, beside
+		// the other kinds, which compile their own checks when they need them.
+		p.Go(func(context.Context) error {
+			_, err := e.checks(iactypes.SourceCloud)
+			return err
+		})
+	}
 	for i, k := range order {
 		t := targets[k]
 		if t == nil {
