@@ -28,7 +28,7 @@ import (
 	iactypes "github.com/aquasecurity/trivy/pkg/iac/types"
 )
 
-// checkSet is Trivy's Rego checks, compiled once, each check's deny rules
+// checkSet is Trivy's Rego checks, compiled together, each check's deny rules
 // prepared once and then evaluated for every input. It does what Trivy's
 // rego.Scanner does (same parse options, compiler settings, schemas, module
 // filters, check selection and result conversion) without Trivy's cost of
@@ -176,9 +176,7 @@ func loadCheckLib(ctx context.Context, bundle string) (*checkLib, error) {
 	for _, m := range l.policies {
 		namespaces[moduleNamespace(m)] = true
 	}
-	// Trivy's data directories are empty unless asked for: the store holds
-	// only the namespaces.
-	store, err := checkStore(l.srcFS, nil, slices.Sorted(maps.Keys(namespaces)))
+	store, err := checkStore(slices.Sorted(maps.Keys(namespaces)))
 	if err != nil {
 		return nil, fmt.Errorf("loading checks data: %w", err)
 	}
@@ -283,29 +281,11 @@ func dataRefs(m *ast.Module) []ast.Ref {
 	return out
 }
 
-// checkStore is Trivy's data store: data files of the bundle and the list
-// of namespaces.
-func checkStore(dataFS fs.FS, dirs, namespaces []string) (storage.Store, error) {
-	var files []string
-	for _, root := range dirs {
-		_ = fs.WalkDir(dataFS, root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			switch strings.ToLower(path.Ext(p)) {
-			case ".yaml", ".yml", ".json":
-				files = append(files, p)
-			}
-			return nil
-		})
-	}
-	slices.Sort(files)
-	files = slices.Compact(files)
-	ld := loader.NewFileLoader()
-	if dataFS != nil {
-		ld = ld.WithFS(dataFS)
-	}
-	docs, err := ld.All(files)
+// checkStore is Trivy's data store. Trivy loads data files only from data
+// folders it is given, and sluice gives none: the store holds the list of
+// the checks' namespaces.
+func checkStore(namespaces []string) (storage.Store, error) {
+	docs, err := loader.NewFileLoader().All(nil)
 	if err != nil {
 		return nil, fmt.Errorf("loading documents: %w", err)
 	}

@@ -6,7 +6,9 @@
 //
 // Files are chosen by name before anything is read; YAML and JSON files are
 // then read once, and their content decides their kind. Trivy's checks are
-// compiled on the first change that has a file for them, never before.
+// compiled on the first change that has a file for them, never before, and
+// only those for the kinds of file it has; Trivy's parsers make their
+// input, sluice evaluates them (see checkSet).
 package lint
 
 import (
@@ -98,7 +100,8 @@ type Options struct {
 }
 
 // Linter lints changes. It is safe for concurrent use; Trivy's checks are
-// compiled once, on first need, and shared.
+// parsed once, on first need, compiled once per input type when first
+// needed, and shared.
 type Linter struct {
 	opts Options
 	// newEngine makes the Trivy engine; newTrivyEngine when nil.

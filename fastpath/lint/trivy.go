@@ -27,11 +27,11 @@ import (
 	iactypes "github.com/aquasecurity/trivy/pkg/iac/types"
 )
 
-// trivyEngine runs Trivy's misconfiguration checks, compiled once. It runs
-// them with its own checkSet (checks compiled once, each rule's query
-// prepared once) over the inputs Trivy's parsers make; with rs set instead
-// it hands the files to Trivy's scanners whole, which is slower and kept
-// to show that both give the same findings.
+// trivyEngine runs Trivy's misconfiguration checks. It runs them with
+// sluice's checkLib (checks parsed once, compiled once per input type, each
+// rule's query prepared once) over the inputs Trivy's parsers make; with rs
+// set instead it hands the files to Trivy's scanners whole, which is slower
+// and kept to show that both give the same findings.
 type trivyEngine struct {
 	checks lazyChecks
 	rs     *rego.Scanner
