@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"maps"
 	"os"
 	"path"
@@ -361,7 +360,7 @@ func (cs *checkSet) compile(policies, embedded map[string]*ast.Module, srcFS fs.
 			if e.Location == nil {
 				continue
 			}
-			slog.Default().Warn("dropping a Rego check that does not compile", "file", e.Location.File, "err", e)
+			trivyLogger().Warn("dropping a Rego check that does not compile", "file", e.Location.File, "err", e)
 			delete(policies, e.Location.File)
 		}
 	}
@@ -493,12 +492,12 @@ func (cs *checkSet) scanInput(ctx context.Context, source iactypes.Source, input
 	for _, in := range inputs {
 		c := in.contents
 		if err := util.RoundTrip(&c); err != nil {
-			slog.Default().Debug("skipping an input Trivy cannot convert", "file", in.path, "err", err)
+			trivyLogger().Debug("skipping an input Trivy cannot convert", "file", in.path, "err", err)
 			continue
 		}
 		v, err := ast.InterfaceToValue(c)
 		if err != nil {
-			slog.Default().Debug("skipping an input Trivy cannot convert", "file", in.path, "err", err)
+			trivyLogger().Debug("skipping an input Trivy cannot convert", "file", in.path, "err", err)
 			continue
 		}
 		in.parsed = v

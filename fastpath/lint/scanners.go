@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"path"
 	"path/filepath"
 	"slices"
@@ -97,7 +96,7 @@ func (cs lazyChecks) scanGeneric(ctx context.Context, fsys fs.FS, source iactype
 		defer f.Close()
 		objs, err := parse(ctx, p, f)
 		if err != nil {
-			slog.Default().Debug("Trivy cannot parse a file", "file", p, "err", err)
+			trivyLogger().Debug("Trivy cannot parse a file", "file", p, "err", err)
 			return nil
 		}
 		for _, o := range objs {
@@ -190,7 +189,7 @@ func (cs lazyChecks) scanHelm(ctx context.Context, fsys fs.FS) (scan.Results, er
 	for _, loc := range charts {
 		rs, err := cs.scanChart(ctx, fsys, loc)
 		if err != nil {
-			slog.Default().Debug("skipping chart", "chart", loc.path, "err", err)
+			trivyLogger().Debug("skipping chart", "chart", loc.path, "err", err)
 			continue
 		}
 		results = append(results, rs...)

@@ -46,6 +46,10 @@ func quietTrivyLog() {
 	}
 }
 
+// trivyLogger logs where Trivy's scanners would: quiet unless Trivy's
+// logger is set up to speak (see quietTrivyLog).
+func trivyLogger() *trivylog.Logger { return trivylog.WithPrefix("lint") }
+
 // skipRuleRegistry stops rego.NewScanner from parsing and compiling every
 // embedded check a second time only to fill Trivy's global rule registry,
 // which serves Trivy's cloud and compliance commands and nothing sluice
