@@ -2,15 +2,16 @@
 # Configuration lint: sluice's lint control beside `trivy config` (Trivy's
 # CLI built from the same module version sluice links, run offline with its
 # embedded checks) on a tree of 200 configuration files made by
-# bench/lint-tree.sh. Each tool runs RUNS times (default 5); the table gives
-# the medians of wall time, user and system CPU and peak RSS, and the
-# ratios. Then the finding sets are compared, as (file, check id) pairs,
-# for the kinds both tools cover (Dockerfile, Kubernetes, Helm, Terraform,
-# CloudFormation). Wall times mean something only on an idle machine: the
-# script prints the load average beside them.
+# bench/lint-tree.sh. Each tool runs RUNS times (default 5), the two taking
+# turns; the table gives the medians of wall time, user and system CPU and
+# peak RSS, and the ratios. Then the finding sets are compared, as (file,
+# check id) pairs, for the kinds both tools cover (Dockerfile, Kubernetes,
+# Helm, Terraform, CloudFormation). Wall times mean something only on an
+# idle machine: the script prints the load average beside them.
 #
 #   bash bench/lint.sh                 # from the repository root
 #   RUNS=3 N=200 SLUICE=bin/sluice TRIVY=/path/to/trivy bash bench/lint.sh
+#   N=1 bash bench/lint.sh             # a change of one Dockerfile
 set -euo pipefail
 
 export GOEXPERIMENT=jsonv2
@@ -64,29 +65,31 @@ run_trivy() {
 export SLUICE TRIVY TREE WORK
 export -f run_sluice run_trivy
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# measure fn: runs fn RUNS times under /usr/bin/time; one line per run:
-# wall seconds, user CPU seconds, system CPU seconds, peak RSS in KiB.
-measure() {
-	local fn=$1 i
-	for ((i = 0; i < RUNS; i++)); do
-		if [[ -x /usr/bin/time ]]; then
-			/usr/bin/time -o "$WORK/time" -f '%e %U %S %M' bash -c "$fn"
-			cat "$WORK/time"
-		else
-			local s e
-			s=$(date +%s.%N)
-			"$fn"
-			e=$(date +%s.%N)
-			echo "$(echo "$e - $s" | bc) 0 0 0"
-		fi
-	done
+# once fn: runs fn under /usr/bin/time; prints wall seconds, user CPU
+# seconds, system CPU seconds and peak RSS in KiB.
+once() {
+	local fn=$1
+	if [[ -x /usr/bin/time ]]; then
+		/usr/bin/time -o "$WORK/time" -f '%e %U %S %M' bash -c "$fn"
+		cat "$WORK/time"
+	else
+		local s e
+		s=$(date +%s.%N)
+		"$fn"
+		e=$(date +%s.%N)
+		echo "$(echo "$e - $s" | bc) 0 0 0"
+	fi
 }
 col() { awk -v c="$2" '{print $c}' "$1" | median; }
 
 run_sluice # warm the page cache, and fail early
 run_trivy
-measure run_sluice >"$WORK/sluice.times"
-measure run_trivy >"$WORK/trivy.times"
+# The tools take turns, so that both see the same load from whatever else
+# the machine runs.
+for ((i = 0; i < RUNS; i++)); do
+	once run_sluice >>"$WORK/sluice.times"
+	once run_trivy >>"$WORK/trivy.times"
+done
 echo
 echo "load average before and after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 printf '%-26s %9s %9s %9s %9s\n' "median of $RUNS runs" "wall s" "user s" "sys s" "RSS MiB"
