@@ -6,7 +6,9 @@
 //
 // Files are chosen by name before anything is read; YAML and JSON files are
 // then read once, and their content decides their kind. Trivy's checks are
-// compiled on the first change that has a file for them, never before.
+// compiled on the first change that has a file for them, never before, and
+// only those for the kinds of file it has; Trivy's parsers make their
+// input, sluice evaluates them (see checkSet).
 package lint
 
 import (
@@ -98,28 +100,41 @@ type Options struct {
 }
 
 // Linter lints changes. It is safe for concurrent use; Trivy's checks are
-// compiled once, on first need, and shared.
+// parsed once, on first need, compiled once per input type when first
+// needed, and shared.
 type Linter struct {
-	opts  Options
-	once  sync.Once
-	trivy *trivyEngine
-	err   error
+	opts Options
+	// newEngine makes the Trivy engine; newTrivyEngine when nil.
+	newEngine func(bundle string) (*trivyEngine, error)
+	once      sync.Once
+	trivy     *trivyEngine
+	err       error
 }
 
 // New returns a Linter. It costs nothing until a change has a file for
 // Trivy's checks.
 func New(o Options) *Linter { return &Linter{opts: o} }
 
-// engine compiles Trivy's checks the first time it is called.
+// engine starts compiling Trivy's checks the first time it is called; the
+// engine waits for them when it first needs them.
 func (l *Linter) engine() (*trivyEngine, error) {
-	l.once.Do(func() { l.trivy, l.err = newTrivyEngine(l.opts.ChecksBundle) })
+	l.once.Do(func() {
+		mk := l.newEngine
+		if mk == nil {
+			mk = newTrivyEngine
+		}
+		l.trivy, l.err = mk(l.opts.ChecksBundle)
+	})
 	return l.trivy, l.err
 }
 
 // Warm compiles Trivy's checks now rather than on first need.
 func (l *Linter) Warm() error {
-	_, err := l.engine()
-	return err
+	e, err := l.engine()
+	if err != nil {
+		return err
+	}
+	return e.wait()
 }
 
 // Lint lints the files of a change. A returned error means the change could
@@ -135,6 +150,13 @@ func (l *Linter) Lint(ctx context.Context, ch *gate.Change) (*Report, error) {
 	}
 	if err := set.read(ctx, ch); err != nil {
 		return nil, err
+	}
+	// Trivy's checks compile while the other files are linted.
+	var eng *trivyEngine
+	if set.hasIaC() {
+		if eng, err = l.engine(); err != nil {
+			return nil, err
+		}
 	}
 	var iac []*input
 	for _, in := range set.inputs {
@@ -158,9 +180,10 @@ func (l *Linter) Lint(ctx context.Context, ch *gate.Change) (*Report, error) {
 		rep.Findings = append(rep.Findings, c.checkSyntax()...)
 	}
 	if len(iac) > 0 || len(set.charts) > 0 {
-		eng, err := l.engine()
-		if err != nil {
-			return nil, err
+		if eng == nil {
+			if eng, err = l.engine(); err != nil {
+				return nil, err
+			}
 		}
 		fs, notes, err := eng.scan(ctx, iac, set.context, set.charts)
 		if err != nil {
@@ -172,6 +195,20 @@ func (l *Linter) Lint(ctx context.Context, ch *gate.Change) (*Report, error) {
 	sortFindings(rep.Findings)
 	rep.Findings = slices.CompactFunc(rep.Findings, func(a, b Finding) bool { return a == b })
 	return rep, nil
+}
+
+// hasIaC says whether the set has a file for Trivy's checks.
+func (s *fileSet) hasIaC() bool {
+	if len(s.charts) > 0 {
+		return true
+	}
+	for _, in := range s.inputs {
+		switch in.kind {
+		case Dockerfile, Kubernetes, Helm, Terraform, CloudFormation:
+			return true
+		}
+	}
+	return false
 }
 
 func sortFindings(fs []Finding) {

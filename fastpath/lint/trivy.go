@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing/fstest"
 
+	"github.com/sourcegraph/conc"
 	"github.com/sourcegraph/conc/pool"
 
 	trivylog "github.com/aquasecurity/trivy/pkg/log"
@@ -23,11 +24,17 @@ import (
 	k8sscanner "github.com/aquasecurity/trivy/pkg/iac/scanners/kubernetes"
 	"github.com/aquasecurity/trivy/pkg/iac/scanners/options"
 	"github.com/aquasecurity/trivy/pkg/iac/scanners/terraform"
+	iactypes "github.com/aquasecurity/trivy/pkg/iac/types"
 )
 
-// trivyEngine runs Trivy's misconfiguration checks, compiled once.
+// trivyEngine runs Trivy's misconfiguration checks. It runs them with
+// sluice's checkLib (checks parsed once, compiled once per input type, each
+// rule's query prepared once) over the inputs Trivy's parsers make; with rs
+// set instead it hands the files to Trivy's scanners whole, which is slower
+// and kept to show that both give the same findings.
 type trivyEngine struct {
-	rs *rego.Scanner
+	checks lazyChecks
+	rs     *rego.Scanner
 }
 
 // quietTrivyLog stops Trivy's logger from keeping every record in memory:
@@ -39,6 +46,10 @@ func quietTrivyLog() {
 	}
 }
 
+// trivyLogger logs where Trivy's scanners would: quiet unless Trivy's
+// logger is set up to speak (see quietTrivyLog).
+func trivyLogger() *trivylog.Logger { return trivylog.WithPrefix("lint") }
+
 // skipRuleRegistry stops rego.NewScanner from parsing and compiling every
 // embedded check a second time only to fill Trivy's global rule registry,
 // which serves Trivy's cloud and compliance commands and nothing sluice
@@ -49,18 +60,73 @@ var skipRuleRegistry = sync.OnceFunc(func() { rego.LoadAndRegister = func() {} }
 
 func newTrivyEngine(bundle string) (*trivyEngine, error) {
 	quietTrivyLog()
+	if bundle != "" {
+		if err := checkBundleDir(bundle); err != nil {
+			return nil, err
+		}
+	}
+	// The checks are parsed while the change's files are read and parsed.
+	var (
+		wg  conc.WaitGroup
+		lib *checkLib
+		err error
+	)
+	wg.Go(func() {
+		if lib, err = loadCheckLib(context.Background(), bundle); err != nil {
+			err = fmt.Errorf("loading Trivy checks: %w", err)
+		}
+	})
+	loaded := sync.OnceValues(func() (*checkLib, error) {
+		wg.Wait()
+		return lib, err
+	})
+	return &trivyEngine{checks: func(src iactypes.Source) (*checkSet, error) {
+		l, err := loaded()
+		if err != nil {
+			return nil, err
+		}
+		return l.set(src)
+	}}, nil
+}
+
+// wait compiles the checks for every source type, two at a time.
+func (e *trivyEngine) wait() error {
+	if e.checks == nil {
+		return nil
+	}
+	p := pool.New().WithErrors().WithMaxGoroutines(2)
+	for _, src := range checkSources {
+		p.Go(func() error {
+			_, err := e.checks(src)
+			return err
+		})
+	}
+	return p.Wait()
+}
+
+func checkBundleDir(bundle string) error {
+	st, err := os.Stat(bundle)
+	if err != nil {
+		return fmt.Errorf("reading checks bundle: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("checks bundle %s is not a folder (unpack the bundle first)", bundle)
+	}
+	return nil
+}
+
+// newTrivyScannerEngine runs the checks with Trivy's own Rego scanner and
+// file scanners.
+func newTrivyScannerEngine(bundle string) (*trivyEngine, error) {
+	quietTrivyLog()
 	skipRuleRegistry()
 	opts := []options.ScannerOption{
 		rego.WithEmbeddedPolicies(bundle == ""),
 		rego.WithEmbeddedLibraries(bundle == ""),
 	}
 	if bundle != "" {
-		st, err := os.Stat(bundle)
-		if err != nil {
-			return nil, fmt.Errorf("reading checks bundle: %w", err)
-		}
-		if !st.IsDir() {
-			return nil, fmt.Errorf("checks bundle %s is not a folder (unpack the bundle first)", bundle)
+		if err := checkBundleDir(bundle); err != nil {
+			return nil, err
 		}
 		opts = append(opts, rego.WithPolicyFilesystem(os.DirFS(bundle)), rego.WithPolicyDirs("."))
 	}
@@ -132,6 +198,14 @@ func (e *trivyEngine) scan(ctx context.Context, inputs, extra []*input, charts [
 	order := []Kind{Dockerfile, Kubernetes, Helm, Terraform, CloudFormation}
 	results := make([][]Finding, len(order))
 	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(2)
+	if e.checks != nil && (targets[Terraform] != nil || targets[CloudFormation] != nil) {
+		// The cloud checks are the most to compile: start them first, beside
+		// the other kinds, which compile their own checks when they need them.
+		p.Go(func(context.Context) error {
+			_, err := e.checks(iactypes.SourceCloud)
+			return err
+		})
+	}
 	for i, k := range order {
 		t := targets[k]
 		if t == nil {
@@ -158,6 +232,21 @@ type fsScanner interface {
 }
 
 func (e *trivyEngine) scanTarget(ctx context.Context, t *target) ([]Finding, error) {
+	var res scan.Results
+	var err error
+	if e.checks != nil {
+		res, err = e.checks.scanNative(ctx, t.kind, newMemFS(t.fsys))
+	} else {
+		res, err = e.scanTrivy(ctx, t)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scanning %s files: %w", t.kind, err)
+	}
+	return t.findings(res), nil
+}
+
+// scanTrivy scans a target with Trivy's scanner for its kind.
+func (e *trivyEngine) scanTrivy(ctx context.Context, t *target) (scan.Results, error) {
 	withRego := rego.WithRegoScanner(e.rs)
 	var sc fsScanner
 	switch t.kind {
@@ -178,10 +267,11 @@ func (e *trivyEngine) scanTarget(ctx context.Context, t *target) ([]Finding, err
 	default:
 		return nil, nil
 	}
-	res, err := sc.ScanFS(ctx, newMemFS(t.fsys), ".")
-	if err != nil {
-		return nil, fmt.Errorf("scanning %s files: %w", t.kind, err)
-	}
+	return sc.ScanFS(ctx, newMemFS(t.fsys), ".")
+}
+
+// findings turns the failed results into findings in the files reported.
+func (t *target) findings(res scan.Results) []Finding {
 	var out []Finding
 	for _, r := range res {
 		if r.Status() != scan.StatusFailed {
@@ -212,7 +302,7 @@ func (e *trivyEngine) scanTarget(ctx context.Context, t *target) ([]Finding, err
 			Check: id, Severity: string(flat.Severity), File: file, Line: line, Message: msg, Kind: t.kind,
 		})
 	}
-	return out, nil
+	return out
 }
 
 func lowerFirst(s string) string {
