@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sourcegraph/conc"
 
+	"github.com/sluice-ci/sluice/actions/github"
 	"github.com/sluice-ci/sluice/gate"
 	"github.com/sluice-ci/sluice/slowpath/queue"
 	"github.com/sluice-ci/sluice/slowpath/worker"
@@ -82,7 +83,13 @@ func checkQueue(ctx context.Context, flagURL string, getenv env, pol *gate.Polic
 	}
 	octx, cancel := context.WithTimeout(ctx, pol.Queue.Timeout)
 	defer cancel()
-	q, err := queue.Open(octx, u, queueOptions(pol, logger))
+	opts := queueOptions(pol, logger)
+	// In GitHub Actions, the repository goes with the jobs so that the
+	// worker publishes their check runs there.
+	if r := getenv("GITHUB_REPOSITORY"); queue.ValidRepository(r) {
+		opts.Repository = r
+	}
+	q, err := queue.Open(octx, u, opts)
 	if err != nil {
 		return gate.UnreachableQueue{Err: err}, func() {}
 	}
@@ -100,6 +107,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		rescue      = fs.Duration("rescue-after", 0, "take over a job left running this long by a worker that died (default: 10m)")
 		grace       = fs.Duration("grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled (and retried later)")
 		verbose     = fs.Bool("v", false, "log progress to stderr")
+		checkRunsOn = fs.Bool("check-runs", getenv("GITHUB_TOKEN") != "", "publish each concluded job as a GitHub check run on the commit its check recorded (needs GITHUB_TOKEN with checks: write; GITHUB_API_URL for GitHub Enterprise Server; default on when GITHUB_TOKEN is set)")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: sluice worker [flags]\n\nRuns slow-path jobs from the queue.\n\nFlags:\n")
@@ -134,9 +142,21 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return fail(stderr, "worker", err)
 	}
-	w, err := worker.New(q, worker.Options{
+	wopts := worker.Options{
 		Concurrency: *concurrency, Analyzers: analyzers(logger), RescueAfter: *rescue, Metrics: metrics, Logger: logger,
-	})
+	}
+	var publisher *checkRuns
+	if *checkRunsOn {
+		client, err := github.NewClient(getenv)
+		if err != nil {
+			return fail(stderr, "worker", fmt.Errorf("%w: --check-runs: %v", gate.ErrUsage, err))
+		}
+		publisher = &checkRuns{q: q, client: client, pol: pol, logger: logger}
+		wopts.OnConcluded = publisher.onConcluded
+		// What earlier runs concluded but could not publish goes first.
+		publisher.sweep(ctx)
+	}
+	w, err := worker.New(q, wopts)
 	if err != nil {
 		return fail(stderr, "worker", err)
 	}
