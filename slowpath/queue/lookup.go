@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +14,8 @@ import (
 )
 
 var _ gate.Results = (*Queue)(nil)
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // Lookup implements gate.Results from the store. kind is a job kind or a
 // control name (matched against sluice_job's kind and control), or
@@ -27,7 +30,7 @@ func (q *Queue) Lookup(ctx context.Context, kind, subject string) (gate.ResultSt
 		return q.lookupVerdict(ctx, subject)
 	}
 	where, args := "j.subject = $2", []any{kind, subject}
-	if _, digest, ok := strings.Cut(subject, "@"); ok && strings.HasPrefix(digest, "sha256:") {
+	if _, digest, ok := strings.Cut(subject, "@"); ok && digestRE.MatchString(digest) {
 		where, args = "(j.subject = $2 OR j.subject LIKE $3)", append(args, "%@"+digest)
 	}
 	var (
