@@ -42,6 +42,8 @@ Usage:
   sluice worker [--drain] [flags]  run slow-path jobs from the queue
   sluice status [--commit SHA | --image REF@sha256:...] [flags]
                                    slow-path jobs, results and exposure window
+  sluice rescan (--image REF@sha256:... | --since 7d)
+                                   queue rescans of released images on the bulk lane
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runWorker(ctx, rest, stdout, stderr, getenv)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr, getenv)
+	case "rescan":
+		return runRescan(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/sluice-ci/sluice/gate"
 )
@@ -21,10 +20,11 @@ var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // control name (matched against sluice_job's kind and control), or
 // gate.FastVerdict (the latest verdict recorded for subject). subject is
 // the job's subject; an image reference by digest also matches any
-// reference with that digest. The newest job wins: a stored result gives
-// passed or failed ("errored" and "overran" give errored), a job still
-// queued, running or retrying is pending, a job failed for good is
-// errored, and no job at all is missing.
+// reference with that digest. Of the subject's jobs (a release scan, later
+// rescans with a newer DB), the newest stored result decides: passed, or
+// failed ("errored" and "overran" results give errored). With no stored
+// result, a job still queued, running or retrying makes it pending, else a
+// job failed for good makes it errored; no job at all is missing.
 func (q *Queue) Lookup(ctx context.Context, kind, subject string) (gate.ResultStatus, error) {
 	if kind == gate.FastVerdict {
 		return q.lookupVerdict(ctx, subject)
@@ -33,54 +33,67 @@ func (q *Queue) Lookup(ctx context.Context, kind, subject string) (gate.ResultSt
 	if _, digest, ok := strings.Cut(subject, "@"); ok && digestRE.MatchString(digest) {
 		where, args = "(j.subject = $2 OR j.subject LIKE $3)", append(args, "%@"+digest)
 	}
-	var (
-		st       gate.ResultStatus
-		found    bool
-		state    string
-		lastErr  string
-		rStatus  sql.NullString
-		findings sql.NullString
-	)
+	type row struct {
+		state, lastErr   string
+		status, findings sql.NullString
+	}
+	var rows []row
 	err := q.inTx(ctx, func(tx txn) error {
 		r, err := tx.query(ctx, `SELECT j.state, j.last_error, r.status, r.findings
 			FROM sluice_job j LEFT JOIN sluice_result r ON r.key = j.key
 			WHERE (j.kind = $1 OR j.control = $1) AND `+where+`
-			ORDER BY j.deferred_at_ms DESC, j.river_job_id DESC`, args...)
+			ORDER BY r.finished_at_ms DESC, j.deferred_at_ms DESC, j.river_job_id DESC`, args...)
 		if err != nil {
 			return err
 		}
 		defer r.Close()
-		if !r.Next() {
-			return r.Err()
+		for r.Next() {
+			var x row
+			if err := r.Scan(&x.state, &x.lastErr, &x.status, &x.findings); err != nil {
+				return err
+			}
+			rows = append(rows, x)
 		}
-		found = true
-		return r.Scan(&state, &lastErr, &rStatus, &findings)
+		return r.Err()
 	})
 	if err != nil {
-		return st, fmt.Errorf("looking up %s of %s in the store: %w", kind, subject, err)
+		return gate.ResultStatus{}, fmt.Errorf("looking up %s of %s in the store: %w", kind, subject, err)
+	}
+	var pending, failed *row
+	for i := range rows {
+		x := &rows[i]
+		switch {
+		case x.status.Valid:
+			return resultStatus(x.status.String, x.findings.String)
+		case x.state == StateFailed:
+			if failed == nil {
+				failed = x
+			}
+		case pending == nil:
+			pending = x
+		}
 	}
 	switch {
-	case !found:
-		st.State = gate.ResultMissing
-	case rStatus.Valid:
-		var fs []gate.Finding
-		if err := json.Unmarshal([]byte(findings.String), &fs); err != nil {
-			return st, fmt.Errorf("decoding findings of %s of %s: %w", kind, subject, err)
-		}
-		switch rStatus.String {
-		case "passed":
-			st.State = gate.ResultPassed
-		case "failed":
-			st.State, st.Summary = gate.ResultFailed, SeveritySummary(fs)
-		default:
-			st.State, st.Summary = gate.ResultErrored, rStatus.String
-		}
-	case state == StateFailed:
-		st.State, st.Summary = gate.ResultErrored, firstLine(lastErr)
-	default:
-		st.State, st.Summary = gate.ResultPending, state
+	case pending != nil:
+		return gate.ResultStatus{State: gate.ResultPending, Summary: pending.state}, nil
+	case failed != nil:
+		return gate.ResultStatus{State: gate.ResultErrored, Summary: firstLine(failed.lastErr)}, nil
 	}
-	return st, nil
+	return gate.ResultStatus{State: gate.ResultMissing}, nil
+}
+
+func resultStatus(status, findings string) (gate.ResultStatus, error) {
+	switch status {
+	case "passed":
+		return gate.ResultStatus{State: gate.ResultPassed}, nil
+	case "failed":
+		var fs []gate.Finding
+		if err := json.Unmarshal([]byte(findings), &fs); err != nil {
+			return gate.ResultStatus{}, fmt.Errorf("decoding stored findings: %w", err)
+		}
+		return gate.ResultStatus{State: gate.ResultFailed, Summary: SeveritySummary(fs)}, nil
+	}
+	return gate.ResultStatus{State: gate.ResultErrored, Summary: status}, nil
 }
 
 func (q *Queue) lookupVerdict(ctx context.Context, subject string) (gate.ResultStatus, error) {
@@ -151,32 +164,4 @@ func SeverityOrder(counts map[string]int) []string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
-}
-
-// Released lists the image references scanned on the release lane (or by
-// digest, any lane) whose work was deferred at or after since: the digests
-// a nightly rescan looks at again. Sorted, each once.
-func (q *Queue) Released(ctx context.Context, since time.Time) ([]string, error) {
-	var out []string
-	err := q.inTx(ctx, func(tx txn) error {
-		r, err := tx.query(ctx, `SELECT DISTINCT subject FROM sluice_job
-			WHERE kind = $1 AND lane = $2 AND deferred_at_ms >= $3 ORDER BY subject`,
-			KindImageScan, LaneRelease, since.UnixMilli())
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		for r.Next() {
-			var s string
-			if err := r.Scan(&s); err != nil {
-				return err
-			}
-			out = append(out, s)
-		}
-		return r.Err()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing released images: %w", err)
-	}
-	return out, nil
 }

@@ -51,11 +51,12 @@ func TestLookupReadsResultsFromTheStore(t *testing.T) {
 				t.Fatal(err)
 			}
 			job(queue.KindDependencyScan, "commit:p", "dependency-scan", "db1")
-			// A newer job on the same subject (a rescan with a new DB) is
-			// what counts.
+			// Newer jobs on the same subject: rescans with a new DB.
 			old := job(queue.KindDeferred, "commit:r", "lint", "db1")
 			complete(old, "passed")
 			job(queue.KindDeferred, "commit:r", "lint", "db2")
+			complete(job(queue.KindDeferred, "commit:s", "lint", "db1"), "passed")
+			complete(job(queue.KindDeferred, "commit:s", "lint", "db2"), "failed", gate.Finding{Rule: "L1", Severity: "low"})
 
 			for _, tt := range []struct {
 				name, kind, subject string
@@ -68,7 +69,8 @@ func TestLookupReadsResultsFromTheStore(t *testing.T) {
 				{"findings failed, counted by severity", "image-scan", dirty.Subject, gate.ResultFailed, "1 CRITICAL, 2 HIGH"},
 				{"a job failed for good errored", "dependency-scan", "commit:b", gate.ResultErrored, "lockfile unreadable"},
 				{"a queued job is pending", "dependency-scan", "commit:p", gate.ResultPending, "queued"},
-				{"a control name finds its deferred job, the newest winning", "lint", "commit:r", gate.ResultPending, "queued"},
+				{"a control name finds its deferred job; a rescan still queued does not hide its stored result", "lint", "commit:r", gate.ResultPassed, ""},
+				{"the newest stored result decides", "lint", "commit:s", gate.ResultFailed, "1 LOW"},
 				{"another kind of the same subject is missing", "image-scan", "commit:p", gate.ResultMissing, ""},
 			} {
 				t.Run(tt.name, func(t *testing.T) {
