@@ -247,3 +247,25 @@ func TestCheckReportConcludesByTheControlsMode(t *testing.T) {
 		})
 	}
 }
+
+// TestActionInputQueueURLRecordsTheRepository: in GitHub Actions the
+// action's queue-url input is the queue, and the jobs a check defers there
+// carry the repository and commit their check runs go to.
+func TestActionInputQueueURLRecordsTheRepository(t *testing.T) {
+	url := testdb.For(t, "sqlite")
+	repo := testrepo.New(t)
+	repo.Write("main.go", "package main\n")
+	repo.Commit("first")
+	repo.Write("deploy.yaml", "image: x\n")
+	head := repo.Commit("second")
+	env := actionsEnv(t)
+	env["INPUT_QUEUE-URL"], env["INPUT_IMAGES"], env["GITHUB_REPOSITORY"] = url, digestRef, "acme/app"
+	res := runEnv(t, repo.Dir, env, "check", "--base", "HEAD^", "--head", head)
+	if res.code != exitPass {
+		t.Fatalf("check: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	rep := statusJSON(t, repo.Dir, url, head)
+	if len(rep.Jobs) != 1 || rep.Jobs[0].CheckRun == nil || rep.Jobs[0].CheckRun.Repo != "acme/app" || rep.Jobs[0].CheckRun.HeadSHA != head || rep.Jobs[0].CheckRun.State != queue.PublishAwaiting {
+		t.Fatalf("want the image scan queued with its check run awaiting on acme/app@%s, got %+v", head, rep.Jobs)
+	}
+}

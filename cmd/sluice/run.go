@@ -161,7 +161,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return exitUsage
 	}
 	paths = append(paths, fs.Args()...)
-	if code, done := fe.prepare(ctx, fs, stdout, stderr, checkArgs{base, head, &pf.policy, format, output, &paths, &images}); done {
+	if code, done := fe.prepare(ctx, fs, stdout, stderr, checkArgs{base, head, &pf.policy, format, output, queueU, &paths, &images}); done {
 		return code
 	}
 	if !slices.Contains(actions.Formats, *format) {

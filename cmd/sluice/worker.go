@@ -28,6 +28,10 @@ import (
 // running.
 const exitPending = 4
 
+// publishRetry is how often a worker service retries the check runs it
+// could not publish.
+const publishRetry = 5 * time.Minute
+
 // queueURL picks the queue: the flag, else SLUICE_QUEUE, else the policy's
 // queue.url (a relative SQLite path is relative to the policy's directory),
 // else fallback.
@@ -198,6 +202,26 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		fmt.Fprintf(stderr, "sluice worker: serving /healthz, /metrics and %s/ on http://%s\n", worker.UIPrefix, ln.Addr())
 	}
 	fmt.Fprintf(stderr, "sluice worker: running jobs from %s with concurrency %d; SIGTERM or SIGINT stops it gracefully\n", q.URL(), *concurrency)
+	if publisher != nil {
+		// A service retries the check runs it could not publish every
+		// publishRetry, until it stops.
+		sweeping, stopSweeping := context.WithCancel(ctx)
+		var sweeper conc.WaitGroup
+		sweeper.Go(func() {
+			t := time.NewTicker(publishRetry)
+			defer t.Stop()
+			for {
+				select {
+				case <-sweeping.Done():
+					return
+				case <-t.C:
+					publisher.sweep(sweeping)
+				}
+			}
+		})
+		defer sweeper.Wait()
+		defer stopSweeping()
+	}
 	if err := w.Run(ctx, *grace); err != nil {
 		return fail(stderr, "worker", err)
 	}
