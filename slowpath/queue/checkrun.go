@@ -71,6 +71,18 @@ func (q *Queue) recordTargetTx(ctx context.Context, tx txn, key, changeSubject s
 	return nil
 }
 
+// concludedTx marks a job's check run as awaiting publication when the job
+// concludes anew: a job failed for good and then run again from River's UI
+// publishes its new result over the old failure.
+func (q *Queue) concludedTx(ctx context.Context, tx txn, key string, now int64) error {
+	_, err := tx.exec(ctx, `UPDATE sluice_checkrun SET state = $1, attempts = 0, last_error = '', updated_at_ms = $2 WHERE key = $3`,
+		PublishAwaiting, now, key)
+	if err != nil {
+		return fmt.Errorf("marking the check run of job %s to publish: %w", key, err)
+	}
+	return nil
+}
+
 // Conclusion is a concluded job as its check run shows it: read back from
 // the store, so a check run only ever shows a stored result.
 type Conclusion struct {
