@@ -57,3 +57,11 @@ func TestRescanQueuesReleasedImagesOnTheBulkLane(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkerCheckRunsNeedAToken(t *testing.T) {
+	dir := t.TempDir()
+	res := runEnv(t, dir, nil, "worker", "--queue", testdb.For(t, "sqlite"), "--drain", "--check-runs")
+	if res.code != exitUsage || !strings.Contains(res.stderr, "--check-runs: GITHUB_TOKEN is not set") {
+		t.Errorf("exit %d, want 2 naming the missing token\n%s", res.code, res.stderr)
+	}
+}
