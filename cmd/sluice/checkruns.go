@@ -58,7 +58,8 @@ func (p *checkRuns) publish(ctx context.Context, key string) {
 	} else {
 		p.logger.Info("published check run", "check", report.Name, "id", id, "repo", c.Repo, "commit", c.HeadSHA, "conclusion", report.Conclusion)
 	}
-	if err := p.q.Published(ctx, key, id, perr); err != nil {
+	// Recorded even when ctx ran out during the publish.
+	if err := p.q.Published(context.WithoutCancel(ctx), key, id, perr); err != nil {
 		p.logger.Error("recording a check run's publication", "key", key, "error", err)
 	}
 }

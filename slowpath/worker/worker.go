@@ -58,9 +58,14 @@ type Options struct {
 	// conclusion was stored: completed (also when an earlier run had
 	// stored the result), or failed for good. It is not called for an
 	// attempt that will be retried. It runs in the job's worker slot with
-	// a context that outlives the job's budget; it must not fail the job
-	// (the result is already stored), so it reports its own errors.
+	// a context that outlives the job's budget but ends after
+	// ConcludedTimeout; it must not fail the job (the result is already
+	// stored), so it reports its own errors.
 	OnConcluded func(ctx context.Context, job queue.Job)
+	// ConcludedTimeout bounds each OnConcluded call, so that a slow
+	// notification (GitHub rate-limiting a publish) neither holds a worker
+	// slot nor a graceful stop for long; 0 means 1 minute.
+	ConcludedTimeout time.Duration
 	// Metrics receives job figures; nil records none.
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -98,6 +103,9 @@ func New(q *queue.Queue, opts Options) (*Worker, error) {
 	}
 	if opts.RescueAfter <= 0 {
 		opts.RescueAfter = 10 * time.Minute
+	}
+	if opts.ConcludedTimeout <= 0 {
+		opts.ConcludedTimeout = time.Minute
 	}
 	w := &Worker{q: q, opts: opts, logger: opts.Logger}
 	w.workers = river.NewWorkers()
@@ -290,6 +298,8 @@ func (w *Worker) concluded(ctx context.Context, job queue.Job) {
 			w.logger.Error("notifying a concluded job panicked", "key", job.Key, "panic", v)
 		}
 	}()
+	ctx, cancel := context.WithTimeout(ctx, w.opts.ConcludedTimeout)
+	defer cancel()
 	w.opts.OnConcluded(ctx, job)
 }
 
