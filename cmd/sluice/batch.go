@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/slowpath/queue"
 )
 
 // Exit codes of sluice batch besides exitPass (all approved), exitBlocked
@@ -28,6 +29,7 @@ func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		mergeGroup = fs.Bool("merge-group", false, "read a merge_group event payload from $GITHUB_EVENT_PATH (or --event) and plan its base_sha..head_sha")
 		event      = fs.String("event", "", "merge_group event payload `FILE` (default $GITHUB_EVENT_PATH)")
 		results    = fs.String("results", "", "results `FILE` (sluice.results/v1): what the slow path concluded, added to the changes file's own results")
+		queueFlag  = fs.String("queue", "", "read results from the slow path's store: `URL` postgres://... or a SQLite file (default $SLUICE_QUEUE); a result the store holds wins over one from a file")
 		debtFile   = fs.String("debt", "", "debt ledger `FILE` (sluice.debt/v1): read before, rewritten after (created when missing)")
 		batchID    = fs.String("batch-id", "", "`ID` recorded with the debt this run records (default: the change set's source)")
 		format     = fs.String("format", "text", "output `FORMAT`: "+strings.Join(gate.BatchFormats, ", "))
@@ -123,8 +125,17 @@ Flags:
 	if id == "" {
 		id = set.Source
 	}
+	res := batchResults(records)
+	if u := cmpOr(*queueFlag, getenv("SLUICE_QUEUE")); u != "" {
+		q, err := queue.Open(ctx, u, queueOptions(pol, nil))
+		if err != nil {
+			return fail(stderr, "batch", err)
+		}
+		defer q.Close()
+		res = storeFirst{store: q, files: res}
+	}
 	plan, err := pol.PlanBatches(ctx, set, gate.PlanOptions{
-		Results: batchResults(records), Debt: debt, BatchID: id, Catalog: catalog(),
+		Results: res, Debt: debt, BatchID: id, Catalog: catalog(),
 	})
 	if err != nil {
 		return fail(stderr, "batch", err)
@@ -160,9 +171,22 @@ Flags:
 	return exitBlocked
 }
 
-// batchResults is where sluice batch reads slow-path results: for now the
-// results given in files. The slow path's results store implements
-// gate.Results and is wired here when it lands.
+// batchResults are the results given in files (--results and the changes
+// file's own).
 func batchResults(records []gate.ResultRecord) gate.Results {
 	return gate.NewFileResults(records...)
+}
+
+// storeFirst reads a result from the slow path's store, and from the
+// files only when the store has none: what the store holds is what ran.
+type storeFirst struct {
+	store, files gate.Results
+}
+
+func (s storeFirst) Lookup(ctx context.Context, kind, subject string) (gate.ResultStatus, error) {
+	st, err := s.store.Lookup(ctx, kind, subject)
+	if err != nil || st.State != gate.ResultMissing {
+		return st, err
+	}
+	return s.files.Lookup(ctx, kind, subject)
 }

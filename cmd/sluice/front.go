@@ -44,8 +44,8 @@ type front struct {
 
 // checkArgs are runCheck's flags that the front ends may fill in.
 type checkArgs struct {
-	base, head, policy, format, output *string
-	paths, images                      *listFlag
+	base, head, policy, format, output, queue *string
+	paths, images                             *listFlag
 }
 
 func newFront(fs *flag.FlagSet, getenv env) *front {
@@ -91,6 +91,12 @@ func (fe *front) prepare(ctx context.Context, fs *flag.FlagSet, stdout, stderr i
 		if v := wf.Input(in.name); v != "" && !set[in.name] {
 			*in.to = v
 		}
+	}
+	// The action's queue-url records the verdict and enqueues deferred
+	// work there (and, in Actions, the repository with it, for the
+	// worker's check runs).
+	if v := wf.Input("queue-url"); v != "" && !set["queue"] {
+		*a.queue = v
 	}
 	if !slices.Contains(actions.Formats, *a.format) {
 		return bad(fmt.Errorf("input format %q: want one of %s", *a.format, strings.Join(actions.Formats, ", ")))

@@ -43,6 +43,8 @@ Usage:
   sluice status [--commit SHA | --image REF@sha256:...] [flags]
                                    slow-path jobs, results and exposure window
   sluice db fetch|import FILE|show the vulnerability DB: fetch from mirrors, import, version and age
+  sluice rescan (--image REF@sha256:... | --since 7d)
+                                   queue rescans of released images on the bulk lane
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -84,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runStatus(ctx, rest, stdout, stderr, getenv)
 	case "db":
 		return runDB(ctx, rest, stdout, stderr, getenv)
+	case "rescan":
+		return runRescan(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -159,7 +163,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return exitUsage
 	}
 	paths = append(paths, fs.Args()...)
-	if code, done := fe.prepare(ctx, fs, stdout, stderr, checkArgs{base, head, &pf.policy, format, output, &paths, &images}); done {
+	if code, done := fe.prepare(ctx, fs, stdout, stderr, checkArgs{base, head, &pf.policy, format, output, queueU, &paths, &images}); done {
 		return code
 	}
 	if !slices.Contains(actions.Formats, *format) {

@@ -187,6 +187,19 @@ func writeStatus(w io.Writer, rep *queue.Report) {
 		for _, e := range j.Errors {
 			fmt.Fprintf(w, "  job %s error: %s\n", j.Job, e)
 		}
+		if cr := j.CheckRun; cr != nil {
+			fmt.Fprintf(w, "  job %s check run on %s@%.12s: %s", j.Job, cr.Repo, cr.HeadSHA, cr.State)
+			if cr.ID != 0 {
+				fmt.Fprintf(w, " (id %d)", cr.ID)
+			}
+			if cr.Attempts > 0 {
+				fmt.Fprintf(w, " after %d of %d publish attempt(s)", cr.Attempts, queue.MaxPublishAttempts)
+			}
+			if cr.Error != "" {
+				fmt.Fprintf(w, ": %s", cr.Error)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	open := ""
 	if rep.ExposureOpen {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sourcegraph/conc"
 
+	"github.com/sluice-ci/sluice/actions/github"
 	"github.com/sluice-ci/sluice/gate"
 	"github.com/sluice-ci/sluice/slowpath/queue"
 	"github.com/sluice-ci/sluice/slowpath/vulndb"
@@ -27,6 +28,10 @@ import (
 // exitPending is sluice status's code while work is still queued or
 // running.
 const exitPending = 4
+
+// publishRetry is how often a worker service retries the check runs it
+// could not publish.
+const publishRetry = 5 * time.Minute
 
 // queueURL picks the queue: the flag, else SLUICE_QUEUE, else the policy's
 // queue.url (a relative SQLite path is relative to the policy's directory),
@@ -83,6 +88,11 @@ func checkQueue(ctx context.Context, flagURL string, getenv env, pol *gate.Polic
 	defer cancel()
 	opts := queueOptions(pol, logger)
 	opts.DBVersion = dbVersion(pol, policyDir, getenv)
+	// In GitHub Actions, the repository goes with the jobs so that the
+	// worker publishes their check runs there.
+	if r := getenv("GITHUB_REPOSITORY"); queue.ValidRepository(r) {
+		opts.Repository = r
+	}
 	q, err := queue.Open(octx, u, opts)
 	if err != nil {
 		return gate.UnreachableQueue{Err: err}, func() {}
@@ -102,6 +112,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		grace       = fs.Duration("grace", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are cancelled (and retried later)")
 		insecure    = fs.Bool("insecure", false, "allow plain-HTTP image registries (a local registry or mirror)")
 		verbose     = fs.Bool("v", false, "log progress to stderr")
+		checkRunsOn = fs.Bool("check-runs", getenv("GITHUB_TOKEN") != "", "publish each concluded job as a GitHub check run on the commit its check recorded (needs GITHUB_TOKEN with checks: write; GITHUB_API_URL for GitHub Enterprise Server; default on when GITHUB_TOKEN is set)")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: sluice worker [flags]\n\nRuns slow-path jobs from the queue.\n\nFlags:\n")
@@ -138,9 +149,21 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return fail(stderr, "worker", err)
 	}
-	w, err := worker.New(q, worker.Options{
+	wopts := worker.Options{
 		Concurrency: *concurrency, Analyzers: analyzers(pol, dir, getenv, *insecure, logger), RescueAfter: *rescue, Metrics: metrics, Logger: logger,
-	})
+	}
+	var publisher *checkRuns
+	if *checkRunsOn {
+		client, err := github.NewClient(getenv)
+		if err != nil {
+			return fail(stderr, "worker", fmt.Errorf("%w: --check-runs: %v", gate.ErrUsage, err))
+		}
+		publisher = &checkRuns{q: q, client: client, pol: pol, logger: logger}
+		wopts.OnConcluded = publisher.onConcluded
+		// What earlier runs concluded but could not publish goes first.
+		publisher.sweep(ctx)
+	}
+	w, err := worker.New(q, wopts)
 	if err != nil {
 		return fail(stderr, "worker", err)
 	}
@@ -182,6 +205,26 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		fmt.Fprintf(stderr, "sluice worker: serving /healthz, /metrics and %s/ on http://%s\n", worker.UIPrefix, ln.Addr())
 	}
 	fmt.Fprintf(stderr, "sluice worker: running jobs from %s with concurrency %d; SIGTERM or SIGINT stops it gracefully\n", q.URL(), *concurrency)
+	if publisher != nil {
+		// A service retries the check runs it could not publish every
+		// publishRetry, until it stops.
+		sweeping, stopSweeping := context.WithCancel(ctx)
+		var sweeper conc.WaitGroup
+		sweeper.Go(func() {
+			t := time.NewTicker(publishRetry)
+			defer t.Stop()
+			for {
+				select {
+				case <-sweeping.Done():
+					return
+				case <-t.C:
+					publisher.sweep(sweeping)
+				}
+			}
+		})
+		defer sweeper.Wait()
+		defer stopSweeping()
+	}
 	if err := w.Run(ctx, *grace); err != nil {
 		return fail(stderr, "worker", err)
 	}

@@ -222,13 +222,17 @@ func (q *Queue) Record(ctx context.Context, v *gate.Verdict, ch *gate.Change) ([
 				Lane: LaneRelease, BudgetMS: pol(d).Milliseconds(),
 				Mode: string(ch.Mode), Root: absPath(ch.Root), Base: ch.Base, Head: ch.Head, Paths: absPaths(ch.Paths),
 			}
+			j.Key = KeyFor(j.Kind, j.Subject, j.Control, j.PolicyDigest, j.DBVersion)
 			if !Immutable(d.Subject) {
 				// A tag or a working tree may hold something else next
 				// time: this check's work is its own.
-				j.Key = KeyFor(j.Kind, j.Subject, j.Control, j.PolicyDigest, j.DBVersion) + "/verdict-" + strconv.FormatInt(id, 10)
+				j.Key += "/verdict-" + strconv.FormatInt(id, 10)
 			}
 			rc, err := q.enqueueTx(ctx, tx, j, &id, now)
 			if err != nil {
+				return err
+			}
+			if err := q.recordTargetTx(ctx, tx, j.Key, subject, id, now); err != nil {
 				return err
 			}
 			out = append(out, rc)

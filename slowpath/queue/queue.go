@@ -45,6 +45,10 @@ type Options struct {
 	Budgets map[string]time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Repository is the GitHub repository ("owner/name") a check runs in,
+	// recorded with the jobs its verdict defers on a commit so that the
+	// worker can publish their check runs there; "" records none.
+	Repository string
 }
 
 // Queue is an open queue database. It is safe for concurrent use.

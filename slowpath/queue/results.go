@@ -88,6 +88,11 @@ func (q *Queue) Complete(ctx context.Context, r Run, res Result) (stored bool, e
 			return fmt.Errorf("storing result: %w", err)
 		}
 		stored = n == 1
+		if stored {
+			if err := q.concludedTx(ctx, tx, r.Job.Key, r.Finished); err != nil {
+				return err
+			}
+		}
 		if err := q.ledgerTx(ctx, tx, r); err != nil {
 			return err
 		}
@@ -107,6 +112,11 @@ func (q *Queue) Fail(ctx context.Context, r Run, cause error, final bool) error 
 	return q.inTx(ctx, func(tx txn) error {
 		if err := q.ledgerTx(ctx, tx, r); err != nil {
 			return err
+		}
+		if final {
+			if err := q.concludedTx(ctx, tx, r.Job.Key, r.Finished); err != nil {
+				return err
+			}
 		}
 		_, err := tx.exec(ctx, `UPDATE sluice_job SET state = $1, attempts = $2, last_error = $3, finished_at_ms = $4 WHERE key = $5`,
 			state, r.Attempt, cause.Error(), finished, r.Job.Key)

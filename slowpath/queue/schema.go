@@ -8,7 +8,7 @@ import (
 )
 
 // schemaVersion is the version of sluice's own tables.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // schema is sluice's tables beside River's. Times are Unix milliseconds so
 // that both databases store and compare them the same way.
@@ -81,6 +81,8 @@ func schema(driver string) []string {
 			job_key TEXT,
 			attempt BIGINT)`,
 		`CREATE INDEX IF NOT EXISTS sluice_ledger_subject ON sluice_ledger (subject)`,
+		// Version 2: where each job's check run goes (checkrun.go).
+		checkRunSchema,
 	}
 	for i, s := range stmts {
 		stmts[i] = strings.ReplaceAll(s, "{{ID}}", id)

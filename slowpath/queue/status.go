@@ -67,6 +67,9 @@ type JobStatus struct {
 	ExposureMS int64    `json:"exposure_ms"`
 	Open       bool     `json:"exposure_open"`
 	Result     *Stored  `json:"result,omitempty"`
+	// CheckRun is the job's GitHub check run, when its check recorded a
+	// repository.
+	CheckRun *CheckRun `json:"check_run,omitempty"`
 }
 
 // Stored is a stored result.
@@ -161,6 +164,9 @@ func (q *Queue) Status(ctx context.Context, qu Query) (*Report, error) {
 		return vr.Err()
 	})
 	if err != nil {
+		return nil, fmt.Errorf("reading status of %s: %w", label, err)
+	}
+	if err := q.checkRunsInto(ctx, rep); err != nil {
 		return nil, fmt.Errorf("reading status of %s: %w", label, err)
 	}
 	for i := range rep.Jobs {

@@ -111,6 +111,9 @@ func (c DeepConfig) options(job queue.Job) (deep.Options, []string, error) {
 	if c.Now != nil {
 		now = c.Now
 	}
+	if c.DBCache == "" {
+		return deep.Options{}, nil, errors.New("no vulnerability DB cache folder: set vulndb.cache_dir in the policy, or XDG_CACHE_HOME or HOME, then run `sluice db fetch`")
+	}
 	info, err := vulndb.Load(c.DBCache)
 	if err != nil {
 		return deep.Options{}, nil, err

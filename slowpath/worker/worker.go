@@ -54,6 +54,18 @@ type Options struct {
 	// fetch takes as many jobs as there are free slots. 0 means 50ms (or
 	// PollInterval if shorter).
 	FetchCooldown time.Duration
+	// OnConcluded, when set, is called after a job concluded and its
+	// conclusion was stored: completed (also when an earlier run had
+	// stored the result), or failed for good. It is not called for an
+	// attempt that will be retried. It runs in the job's worker slot with
+	// a context that outlives the job's budget but ends after
+	// ConcludedTimeout; it must not fail the job (the result is already
+	// stored), so it reports its own errors.
+	OnConcluded func(ctx context.Context, job queue.Job)
+	// ConcludedTimeout bounds each OnConcluded call, so that a slow
+	// notification (GitHub rate-limiting a publish) neither holds a worker
+	// slot nor a graceful stop for long; 0 means 1 minute.
+	ConcludedTimeout time.Duration
 	// Metrics receives job figures; nil records none.
 	Metrics *Metrics
 	Logger  *slog.Logger
@@ -91,6 +103,9 @@ func New(q *queue.Queue, opts Options) (*Worker, error) {
 	}
 	if opts.RescueAfter <= 0 {
 		opts.RescueAfter = 10 * time.Minute
+	}
+	if opts.ConcludedTimeout <= 0 {
+		opts.ConcludedTimeout = time.Minute
 	}
 	w := &Worker{q: q, opts: opts, logger: opts.Logger}
 	w.workers = river.NewWorkers()
@@ -249,6 +264,7 @@ func (w *Worker) work(ctx context.Context, job queue.Job, row *rivertype.JobRow)
 		w.opts.Metrics.failure(job.Kind, run.Status, dur, final)
 		if final {
 			w.failed.Add(1)
+			w.concluded(bctx, job)
 		}
 		w.logger.Warn("job failed", "job", row.ID, "kind", job.Kind, "subject", job.Subject, "attempt", row.Attempt, "of", row.MaxAttempts, "error", err)
 		return err
@@ -267,7 +283,24 @@ func (w *Worker) work(ctx context.Context, job queue.Job, row *rivertype.JobRow)
 	}
 	w.done.Add(1)
 	w.opts.Metrics.completed(job.Kind, run.Status, dur, exposure)
+	w.concluded(bctx, job)
 	return nil
+}
+
+// concluded calls OnConcluded, containing a panic: the job's conclusion is
+// stored, and a notification failing must not make River run it again.
+func (w *Worker) concluded(ctx context.Context, job queue.Job) {
+	if w.opts.OnConcluded == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			w.logger.Error("notifying a concluded job panicked", "key", job.Key, "panic", v)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, w.opts.ConcludedTimeout)
+	defer cancel()
+	w.opts.OnConcluded(ctx, job)
 }
 
 func (w *Worker) analyze(ctx context.Context, job queue.Job) (out Outcome, err error) {
