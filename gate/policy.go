@@ -131,7 +131,9 @@ type Policy struct {
 	Org *PolicyInfo
 	// Queue is the top-level `queue:` section.
 	Queue QueuePolicy
-	pos   positions
+	// Budgets is the top-level `budgets:` section: auto-demotion.
+	Budgets budgets.Rule
+	pos     positions
 }
 
 // Control returns the named control's policy, or nil.
@@ -146,7 +148,7 @@ func (p *Policy) Control(name string) *ControlPolicy {
 
 // DefaultPolicy is the policy in force when no file is given or found.
 func DefaultPolicy(cat Catalog) *Policy {
-	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules(), Queue: DefaultQueuePolicy()}
+	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules(), Queue: DefaultQueuePolicy(), Budgets: budgets.DefaultRule()}
 	for _, s := range cat {
 		c := &ControlPolicy{Name: s.Name, Enabled: s.Enabled, Placement: s.Placement, Budget: s.Budget, spec: s}
 		if s.NewOptions != nil {
@@ -240,8 +242,12 @@ func ParsePolicy(file string, data []byte, cat Catalog) (*Policy, error) {
 			if err := d.queue(&p.Queue, v); err != nil {
 				return nil, err
 			}
+		case "budgets":
+			if err := d.budgets(&p.Budgets, v); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, categories, controls, queue, version)", k.Value)
+			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, budgets, categories, controls, queue, version)", k.Value)
 		}
 	}
 	if !haveVersion {
