@@ -86,6 +86,9 @@ func schema(driver string) []string {
 		// Percentiles walk this index in duration order per control and
 		// placement (covering the window filter); counts group by it.
 		`CREATE INDEX IF NOT EXISTS sluice_ledger_control_duration ON sluice_ledger (control, placement, duration_ms, finished_at_ms)`,
+		// Counts by status read this covering index in order, never the
+		// table.
+		`CREATE INDEX IF NOT EXISTS sluice_ledger_control_status ON sluice_ledger (control, placement, status, finished_at_ms, attempt, budget_ms)`,
 		`CREATE INDEX IF NOT EXISTS sluice_result_exposure ON sluice_result (exposure_ms, finished_at_ms)`,
 		`CREATE INDEX IF NOT EXISTS sluice_job_state ON sluice_job (state, deferred_at_ms)`,
 		// Every demotion of a fast control to the slow path and every
