@@ -49,13 +49,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintln(ew, "no control runs recorded in the window (checks record them with --queue)")
 	} else {
 		tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CONTROL\tPATH\tRUNS\tP50\tP95\tP99\tBUDGET\tFAILURE\tOVERRUN\tDEFERRAL\tRETRIES\t")
+		fmt.Fprintln(tw, "CONTROL\tPATH\tRUNS\tP50\tP95\tP99\tBUDGET\tFAILURE\tOVERRUN\tDEFERRAL\tRETRIES")
 		for _, c := range r.Controls {
 			mark := ""
 			if c.Over() {
-				mark = "  over budget"
+				mark = "   over budget"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Control, c.Placement, c.Runs,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d%s\n", c.Control, c.Placement, c.Runs,
 				ms(c.P50MS), ms(c.P95MS), ms(c.P99MS), ms(c.BudgetMS), pct(c.FailureRate), pct(c.OverrunRate), pct(c.DeferralRate), c.Retries, mark)
 		}
 		tw.Flush()
@@ -101,7 +101,7 @@ func (r *Report) WriteText(w io.Writer) error {
 // mermaidLabel makes a control name safe inside a Mermaid quoted string.
 func mermaidLabel(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '"' || r == '\\' || r < ' ' || r == '[' || r == ']' || r == ',' {
+		if strings.ContainsRune(`"\\[],<>|`+"`", r) || r < ' ' {
 			return '_'
 		}
 		return r
@@ -111,6 +111,8 @@ func mermaidLabel(s string) string {
 // mdCell makes a value safe inside a Markdown table cell.
 func mdCell(s string) string {
 	s = strings.ReplaceAll(s, "|", `\|`)
+	s = strings.ReplaceAll(s, "<", "&lt;")
+	s = strings.ReplaceAll(s, ">", "&gt;")
 	s = strings.ReplaceAll(s, "\n", " ")
 	return strings.ReplaceAll(s, "`", "'")
 }

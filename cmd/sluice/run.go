@@ -42,6 +42,9 @@ Usage:
   sluice worker [--drain] [flags]  run slow-path jobs from the queue
   sluice status [--commit SHA | --image REF@sha256:...] [flags]
                                    slow-path jobs, results and exposure window
+  sluice budgets [--since 7d] [--format text|json|markdown|html]
+                                   controls against their budgets (SLO report)
+  sluice budgets restore CONTROL   move a demoted control back to the fast path
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
@@ -51,7 +54,6 @@ Run 'sluice check -h' for the flags of check.
 
 // planned are commands of the product brief not built in this version.
 var planned = map[string]string{
-	"budgets": "the SLO report",
 	"db":      "the vulnerability DB",
 }
 
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runWorker(ctx, rest, stdout, stderr, getenv)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr, getenv)
+	case "budgets":
+		return runBudgets(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -213,6 +217,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if q, closeQueue := checkQueue(ctx, *queueU, getenv, pol, policyDir, logger); q != nil {
 		defer closeQueue()
 		g.WithQueue(q)
+		withDemotions(g, q)
 	}
 	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
 	v := g.Check(ctx, ch)
