@@ -54,7 +54,7 @@ Run 'sluice check -h' for the flags of check.
 
 // planned are commands of the product brief not built in this version.
 var planned = map[string]string{
-	"db":      "the vulnerability DB",
+	"db": "the vulnerability DB",
 }
 
 // env is the process environment as a function, so tests can inject it.
