@@ -230,8 +230,10 @@ td:first-child,th:first-child{text-align:left}.over{color:#b00;font-weight:bold}
 <h1>sluice budgets</h1>
 <p>Control runs since {{rfc3339 .R.Since}} ({{.R.Store}}).</p>
 {{range .Charts}}<h2>{{.Placement}} path: p95 against budget</h2>
+<p>Bars: p95 (red when over budget). Black mark: the budget. Scale: 0 to {{.Top}}.</p>
 <svg xmlns="http://www.w3.org/2000/svg" width="800" height="{{.Height}}" role="img" aria-label="{{.Placement}} path p95 against budget">
 {{range .Bars}}<text x="0" y="{{.Y}}" dy="14" font-size="13">{{.Label}}</text>
+<rect x="160" y="{{.Y}}" width="400" height="18" fill="#eee"/>
 <rect x="160" y="{{.Y}}" width="{{.P95W}}" height="18" fill="{{if .Over}}#d9534f{{else}}#5b9bd5{{end}}"/>
 <line x1="{{.BudgetX}}" x2="{{.BudgetX}}" y1="{{.Y}}" y2="{{.Y2}}" stroke="#222" stroke-width="2"/>
 <text x="{{.TextX}}" y="{{.Y}}" dy="14" font-size="12">p95 {{.P95}} / budget {{.Budget}}</text>
@@ -260,6 +262,7 @@ td:first-child,th:first-child{text-align:left}.over{color:#b00;font-weight:bold}
 func (r *Report) WriteHTML(w io.Writer) error {
 	type chart struct {
 		Placement string
+		Top       string
 		Height    int
 		Bars      []bar
 	}
@@ -277,7 +280,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			continue
 		}
 		const span = 400
-		ch := chart{Placement: placement, Height: 26*len(cs) + 4}
+		ch := chart{Placement: placement, Top: ms(top), Height: 26*len(cs) + 4}
 		for i, c := range cs {
 			y := 2 + 26*i
 			ch.Bars = append(ch.Bars, bar{
