@@ -1,6 +1,9 @@
 // Package budgets owns budget declarations and their enforcement: how much wall
 // time a control may spend on the release path, what happens when it overruns
-// or errors, and how one enforced run resolves into a status.
+// or errors, and how one enforced run resolves into a status. It also owns
+// budgets as service levels: the figures of the SLO report (Report) and its
+// text, JSON, Markdown and HTML forms, and the rule that demotes a fast
+// control running over budget to the slow path and restores it (Review).
 //
 // It imports nothing of sluice's own; the gate and the controls import it.
 package budgets

@@ -17,6 +17,9 @@ import (
 	"github.com/sluice-ci/sluice/budgets"
 )
 
+// WhyDemoted is the Why of work deferred because its control is demoted.
+const WhyDemoted = "demoted: p95 over budget"
+
 // NotEnqueued is the reason given for deferred work when the gate has no
 // slow-path queue to hand it to (none configured).
 const NotEnqueued = "not enqueued: no slow-path queue is configured (--queue, SLUICE_QUEUE or the policy's queue.url); nothing will run this work"
@@ -28,6 +31,9 @@ type Gate struct {
 	logger   *slog.Logger
 	progress func(Event)
 	queue    Queue
+	// demotions, when set, moves over-budget fast controls to the slow
+	// path (budgets.auto_demote).
+	demotions Demotions
 }
 
 // New builds every enabled fast control of the policy. Errors in control
@@ -58,14 +64,18 @@ func (g *Gate) Check(ctx context.Context, ch *Change) *Verdict {
 	}
 	var fast []*ControlPolicy
 	verified := false
+	demoted := g.review(ctx, v)
 	for _, c := range g.policy.Controls {
 		verified = verified || c.Enabled && c.spec.VerifiesImages
+		_, isDemoted := demoted[c.Name]
 		switch {
 		case !c.Enabled:
 		case c.Placement == Slow:
 			for _, subj := range subjects(c.spec, ch) {
 				v.Deferred = append(v.Deferred, Deferred{Kind: c.spec.Kind, Subject: subj, Control: c.Name, Why: "slow placement"})
 			}
+		case isDemoted:
+			v.Deferred = append(v.Deferred, Deferred{Kind: "deferred", Subject: ch.Subject(), Control: c.Name, Why: WhyDemoted})
 		default:
 			fast = append(fast, c)
 		}

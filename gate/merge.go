@@ -73,6 +73,7 @@ func MergePolicy(org, repo *Policy, orgInfo PolicyInfo) (*Policy, error) {
 		// No repository file: the organisation's policy alone.
 		m.Source, m.Digest, m.pos = orgInfo.Source, orgInfo.Digest, org.pos
 		m.Controls, m.Categories, m.Batch = org.Controls, org.Categories, org.Batch
+		m.Queue, m.Budgets = org.Queue, org.Budgets
 		return m, nil
 	}
 	loosen := func(field, format string, args ...any) error {
@@ -204,6 +205,15 @@ func MergePolicy(org, repo *Policy, orgInfo PolicyInfo) (*Policy, error) {
 		*g.into = g.repo
 	}
 	m.Batch = b
+	// queue and budgets: the repository's section when it has one, else
+	// the organisation's (demotion is about the repository's own runs).
+	m.Queue, m.Budgets = org.Queue, org.Budgets
+	if repo.pos["queue"] != nil {
+		m.Queue = repo.Queue
+	}
+	if repo.pos["budgets"] != nil {
+		m.Budgets = repo.Budgets
+	}
 	for i, name := range b.ShipAlone {
 		if !slices.ContainsFunc(m.Categories, func(c Category) bool { return c.Name == name }) {
 			return nil, loosen(fmt.Sprintf("batch.ship_alone[%d]", i), "unknown category %q", name)

@@ -173,3 +173,34 @@ func TestMergePolicyLetsTheRepositorySetOptionsTheOrganisationLeaves(t *testing.
 		t.Errorf("scope = %q, want the repository's", got)
 	}
 }
+
+func TestMergePolicyKeepsTheQueueAndBudgetsSections(t *testing.T) {
+	org := parse(t, "org.yaml", orgSrc+"queue:\n  timeout: 2s\nbudgets:\n  auto_demote: true\n  min_runs: 5\n")
+	t.Run("the organisation's when the repository is silent", func(t *testing.T) {
+		m, err := MergePolicy(org, parse(t, ".sluice.yaml", "version: 1\n"), orgInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Queue.Timeout != 2*time.Second || !m.Budgets.AutoDemote || m.Budgets.MinRuns != 5 {
+			t.Errorf("queue %+v, budgets %+v", m.Queue, m.Budgets)
+		}
+	})
+	t.Run("the repository's when it has them", func(t *testing.T) {
+		m, err := MergePolicy(org, parse(t, ".sluice.yaml", "version: 1\nqueue:\n  timeout: 3s\nbudgets:\n  auto_demote: false\n"), orgInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Queue.Timeout != 3*time.Second || m.Budgets.AutoDemote {
+			t.Errorf("queue %+v, budgets %+v", m.Queue, m.Budgets)
+		}
+	})
+	t.Run("the organisation's alone when there is no repository file", func(t *testing.T) {
+		m, err := MergePolicy(org, DefaultPolicy(mergeCatalog()), orgInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Queue.Timeout != 2*time.Second || !m.Budgets.AutoDemote {
+			t.Errorf("queue %+v, budgets %+v", m.Queue, m.Budgets)
+		}
+	})
+}

@@ -139,7 +139,9 @@ type Policy struct {
 	Queue QueuePolicy
 	// VulnDB is where the vulnerability DB comes from and how old it may be.
 	VulnDB VulnDB
-	pos    positions
+	// Budgets is the top-level `budgets:` section: auto-demotion.
+	Budgets budgets.Rule
+	pos     positions
 }
 
 // VulnDB is the policy's `vulndb:` section.
@@ -179,7 +181,7 @@ func (p *Policy) Control(name string) *ControlPolicy {
 
 // DefaultPolicy is the policy in force when no file is given or found.
 func DefaultPolicy(cat Catalog) *Policy {
-	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules(), Queue: DefaultQueuePolicy(), VulnDB: DefaultVulnDB()}
+	p := &Policy{Version: PolicyVersion, Batch: DefaultBatchRules(), Queue: DefaultQueuePolicy(), VulnDB: DefaultVulnDB(), Budgets: budgets.DefaultRule()}
 	for _, s := range cat {
 		c := &ControlPolicy{Name: s.Name, Enabled: s.Enabled, Placement: s.Placement, Budget: s.Budget, spec: s}
 		if s.NewOptions != nil {
@@ -277,8 +279,12 @@ func ParsePolicy(file string, data []byte, cat Catalog) (*Policy, error) {
 			if err := d.vulnDB(p, v); err != nil {
 				return nil, err
 			}
+		case "budgets":
+			if err := d.budgets(&p.Budgets, v); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, categories, controls, queue, version, vulndb)", k.Value)
+			return nil, d.errf(k, k.Value, "unknown key %q (known: batch, budgets, categories, controls, queue, version, vulndb)", k.Value)
 		}
 	}
 	if !haveVersion {

@@ -17,6 +17,9 @@ type Verdict struct {
 	Deferred []Deferred   `json:"deferred"`
 	// Warnings say loudly what passed without being checked (fail-open).
 	Warnings []string `json:"warnings"`
+	// Demoted are the fast controls moved to the slow path for running
+	// over budget (budgets.auto_demote), with the figures that moved them.
+	Demoted []Demotion `json:"demoted,omitempty"`
 }
 
 // Pass reports whether the verdict lets the change through.

@@ -252,7 +252,6 @@ func TestCheckUsageAndConfigErrorsExitTwo(t *testing.T) {
 		{"a policy with an unknown scope", "version: 1\ncontrols:\n  secrets:\n    scope: everything\n", []string{"check"}, `.sluice.yaml:4:12: controls.secrets.scope: unknown scope "everything"`},
 		{"a custom rule with a bad regex", "version: 1\ncontrols:\n  secrets:\n    rules:\n      - id: acme\n        regex: 'acme_(['\n", []string{"policy", "validate"}, ".sluice.yaml:6:16: controls.secrets.rules[0].regex"},
 		{"a missing policy file", "", []string{"check", "--policy", "nope.yaml"}, "nope.yaml: policy file not found"},
-		{"a planned command", "", []string{"budgets"}, "not built in this version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,17 +45,15 @@ Usage:
   sluice db fetch|import FILE|show the vulnerability DB: fetch from mirrors, import, version and age
   sluice rescan (--image REF@sha256:... | --since 7d)
                                    queue rescans of released images on the bulk lane
+  sluice budgets [--since 7d] [--format text|json|markdown|html]
+                                   controls against their budgets (SLO report)
+  sluice budgets restore CONTROL   move a demoted control back to the fast path
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
 3 internal error; sluice batch: 0 approved, 4 partly approved, 1 refused.
 Run 'sluice check -h' for the flags of check.
 `
-
-// planned are commands of the product brief not built in this version.
-var planned = map[string]string{
-	"budgets": "the SLO report",
-}
 
 // env is the process environment as a function, so tests can inject it.
 type env func(string) string
@@ -88,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return runDB(ctx, rest, stdout, stderr, getenv)
 	case "rescan":
 		return runRescan(ctx, rest, stdout, stderr, getenv)
+	case "budgets":
+		return runBudgets(ctx, rest, stdout, stderr, getenv)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return exitPass
@@ -95,10 +95,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		fmt.Fprint(stdout, usage)
 		return exitPass
 	default:
-		if what, ok := planned[cmd]; ok {
-			fmt.Fprintf(stderr, "sluice %s: %s is not built in this version of sluice yet\n", cmd, what)
-			return exitUsage
-		}
 		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
 	}
@@ -219,6 +215,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if q, closeQueue := checkQueue(ctx, *queueU, getenv, pol, policyDir, logger); q != nil {
 		defer closeQueue()
 		g.WithQueue(q)
+		withDemotions(g, q)
 	}
 	logger.Info("checking", "mode", ch.Mode, "files", len(ch.Files), "policy", pol.Source)
 	v := g.Check(ctx, ch)

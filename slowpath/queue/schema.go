@@ -8,7 +8,7 @@ import (
 )
 
 // schemaVersion is the version of sluice's own tables.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // schema is sluice's tables beside River's. Times are Unix milliseconds so
 // that both databases store and compare them the same way.
@@ -83,6 +83,30 @@ func schema(driver string) []string {
 		`CREATE INDEX IF NOT EXISTS sluice_ledger_subject ON sluice_ledger (subject)`,
 		// Version 2: where each job's check run goes (checkrun.go).
 		checkRunSchema,
+
+		// Version 3: the budgets report and auto-demotion.
+		// Percentiles walk this index in duration order per control and
+		// placement (covering the window filter); counts group by it.
+		`CREATE INDEX IF NOT EXISTS sluice_ledger_control_duration ON sluice_ledger (control, placement, duration_ms, finished_at_ms)`,
+		// Counts by status read this covering index in order, never the
+		// table.
+		`CREATE INDEX IF NOT EXISTS sluice_ledger_control_status ON sluice_ledger (control, placement, status, finished_at_ms, attempt, budget_ms)`,
+		`CREATE INDEX IF NOT EXISTS sluice_result_exposure ON sluice_result (exposure_ms, finished_at_ms)`,
+		`CREATE INDEX IF NOT EXISTS sluice_job_state ON sluice_job (state, deferred_at_ms)`,
+		// Every demotion of a fast control to the slow path and every
+		// restoration, with the figures that caused it.
+		`CREATE TABLE IF NOT EXISTS sluice_demotion (
+			id {{ID}},
+			control TEXT NOT NULL,
+			action TEXT NOT NULL,
+			by_whom TEXT NOT NULL,
+			at_ms BIGINT NOT NULL,
+			placement TEXT NOT NULL,
+			runs BIGINT NOT NULL,
+			p95_ms BIGINT NOT NULL,
+			budget_ms BIGINT NOT NULL,
+			reason TEXT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS sluice_demotion_control ON sluice_demotion (control, id)`,
 	}
 	for i, s := range stmts {
 		stmts[i] = strings.ReplaceAll(s, "{{ID}}", id)
