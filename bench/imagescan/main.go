@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -96,6 +97,17 @@ func prepare(dir string) error {
 }
 
 func scan(ref, dbDir string) error {
+	if p := os.Getenv("CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	slog.SetDefault(logger)
 	rep, err := deep.ScanImage(context.Background(), ref, deep.Options{DBDir: dbDir, Logger: logger, SkipSBOM: os.Getenv("SBOM") == "0"})

@@ -253,7 +253,11 @@ func ScanImage(ctx context.Context, ref string, opts Options) (*Report, error) {
 	}
 	defer src.cleanup()
 	c := cache.NewMemoryCache()
-	art, err := image.NewArtifact(src.img, c, artifactOption())
+	ao := artifactOption()
+	// As `trivy image`: lockfiles in an image are build leftovers, not
+	// what runs; the packages installed are found by the other analyzers.
+	ao.DisabledAnalyzers = append(ao.DisabledAnalyzers, analyzer.TypeLockfiles...)
+	art, err := image.NewArtifact(src.img, c, ao)
 	if err != nil {
 		return nil, fmt.Errorf("scanning image %s: %w", ref, err)
 	}
@@ -287,6 +291,8 @@ func ScanDependencies(ctx context.Context, dir string, opts Options) (*Report, e
 	// A repository tree is not a root filesystem: no OS packages.
 	ao.DisabledAnalyzers = append(ao.DisabledAnalyzers, analyzer.TypeOSes...)
 	ao.DisabledAnalyzers = append(ao.DisabledAnalyzers, analyzer.TypeIndividualPkgs...)
+	// As `trivy fs` and `trivy repo`: an SBOM file in the tree is not read.
+	ao.DisabledAnalyzers = append(ao.DisabledAnalyzers, analyzer.TypeSBOM)
 	art, err := local.NewArtifact(dir, c, walker.NewFS(), ao)
 	if err != nil {
 		return nil, fmt.Errorf("scanning dependencies of %s: %w", dir, err)
