@@ -44,6 +44,12 @@ func git(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return out, nil
 }
 
+// Git runs git with args in dir, never through a shell, and returns its
+// standard output trimmed; an error carries git's own message.
+func Git(ctx context.Context, dir string, args ...string) (string, error) {
+	return gitLine(ctx, dir, args...)
+}
+
 func gitLine(ctx context.Context, dir string, args ...string) (string, error) {
 	out, err := git(ctx, dir, args...)
 	return strings.TrimSpace(string(out)), err

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/sluice-ci/sluice/gate"
 )
 
 // Range is the change a workflow event describes.
@@ -192,7 +193,7 @@ func Resolve(ctx context.Context, r Range, o FetchOptions) (base, head string, e
 	}
 	if mb == head {
 		// The run is on the default branch itself: check its last commit.
-		if parent, err := gitOut(ctx, o.Dir, "rev-parse", "--verify", "--quiet", head+"^"); err == nil && parent != "" {
+		if parent, err := gate.Git(ctx, o.Dir, "rev-parse", "--verify", "--quiet", head+"^"); err == nil && parent != "" {
 			return parent, head, nil
 		}
 	}
@@ -200,10 +201,10 @@ func Resolve(ctx context.Context, r Range, o FetchOptions) (base, head string, e
 }
 
 func mergeBase(ctx context.Context, o FetchOptions, a, b string, deepen func() error) (string, error) {
-	if mb, err := gitOut(ctx, o.Dir, "merge-base", a, b); err == nil && mb != "" {
+	if mb, err := gate.Git(ctx, o.Dir, "merge-base", a, b); err == nil && mb != "" {
 		return mb, nil
 	}
-	if shallow, _ := gitOut(ctx, o.Dir, "rev-parse", "--is-shallow-repository"); shallow != "true" {
+	if shallow, _ := gate.Git(ctx, o.Dir, "rev-parse", "--is-shallow-repository"); shallow != "true" {
 		return "", fmt.Errorf("%s and %s share no history", a, b)
 	}
 	if o.Logf != nil {
@@ -212,7 +213,7 @@ func mergeBase(ctx context.Context, o FetchOptions, a, b string, deepen func() e
 	if err := deepen(); err != nil {
 		return "", fmt.Errorf("fetching history: %w; %s", err, ShallowFix)
 	}
-	if mb, err := gitOut(ctx, o.Dir, "merge-base", a, b); err == nil && mb != "" {
+	if mb, err := gate.Git(ctx, o.Dir, "merge-base", a, b); err == nil && mb != "" {
 		return mb, nil
 	}
 	return "", fmt.Errorf("the clone is too shallow to find where %s branched from %s, even after fetching %d commits: %s", short(b), short(a), o.Depth, ShallowFix)
@@ -226,7 +227,7 @@ func short(s string) string {
 }
 
 func hasCommit(ctx context.Context, dir, rev string) bool {
-	_, err := gitOut(ctx, dir, "cat-file", "-e", rev+"^{commit}")
+	_, err := gate.Git(ctx, dir, "cat-file", "-e", rev+"^{commit}")
 	return err == nil
 }
 
@@ -240,20 +241,6 @@ func fetch(ctx context.Context, o FetchOptions, refs ...string) error {
 		o.Logf("git fetch --no-tags --depth=%d %s %s", o.Depth, o.Remote, strings.Join(refs, " "))
 	}
 	args := append([]string{"fetch", "--no-tags", "--quiet", "--depth=" + strconv.Itoa(o.Depth), o.Remote}, refs...)
-	_, err := gitOut(ctx, o.Dir, args...)
+	_, err := gate.Git(ctx, o.Dir, args...)
 	return err
-}
-
-func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-			return "", fmt.Errorf("git %s: %s", args[0], strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", fmt.Errorf("git %s: %w", args[0], err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/sluice-ci/sluice/gate"
 )
 
 // Marker is the line that identifies a hook sluice installed.
@@ -58,7 +59,7 @@ type Installed struct {
 // HooksDir is the folder git runs hooks from for the repository around
 // dir: core.hooksPath when set, else .git/hooks (worktrees included).
 func HooksDir(ctx context.Context, dir string) (string, error) {
-	p, err := gitOut(ctx, dir, "rev-parse", "--path-format=absolute", "--git-path", "hooks")
+	p, err := gate.Git(ctx, dir, "rev-parse", "--path-format=absolute", "--git-path", "hooks")
 	if err != nil {
 		return "", fmt.Errorf("finding the hooks folder: %w", err)
 	}
@@ -171,15 +172,15 @@ func Ranges(ctx context.Context, dir, remote string, ups []Update) ([]Range, err
 		}
 		r := Range{Ref: u.RemoteRef, Head: u.LocalSHA}
 		if !isZero(u.RemoteSHA) {
-			if _, err := gitOut(ctx, dir, "cat-file", "-e", u.RemoteSHA+"^{commit}"); err == nil {
-				if mb, err := gitOut(ctx, dir, "merge-base", u.RemoteSHA, u.LocalSHA); err == nil && mb != "" {
+			if _, err := gate.Git(ctx, dir, "cat-file", "-e", u.RemoteSHA+"^{commit}"); err == nil {
+				if mb, err := gate.Git(ctx, dir, "merge-base", u.RemoteSHA, u.LocalSHA); err == nil && mb != "" {
 					r.Base, r.BaseSource = mb, "remote "+u.RemoteRef
 				}
 			}
 		}
 		if r.Base == "" && remote != "" && !strings.HasPrefix(remote, "-") {
-			if def, err := gitOut(ctx, dir, "rev-parse", "--verify", "--quiet", "refs/remotes/"+remote+"/HEAD"); err == nil && def != "" {
-				if mb, err := gitOut(ctx, dir, "merge-base", def, u.LocalSHA); err == nil && mb != "" {
+			if def, err := gate.Git(ctx, dir, "rev-parse", "--verify", "--quiet", "refs/remotes/"+remote+"/HEAD"); err == nil && def != "" {
+				if mb, err := gate.Git(ctx, dir, "merge-base", def, u.LocalSHA); err == nil && mb != "" {
 					r.Base, r.BaseSource = mb, remote+"/HEAD"
 				}
 			}
@@ -212,7 +213,7 @@ func firstNew(ctx context.Context, dir, remote, head string) (string, error) {
 	} else {
 		args = append(args, "--remotes")
 	}
-	out, err := gitOut(ctx, dir, args...)
+	out, err := gate.Git(ctx, dir, args...)
 	if err != nil {
 		return "", fmt.Errorf("listing the commits the push adds: %w", err)
 	}
@@ -220,22 +221,8 @@ func firstNew(ctx context.Context, dir, remote, head string) (string, error) {
 		return "", nil
 	}
 	oldest, _, _ := strings.Cut(out, "\n")
-	if p, err := gitOut(ctx, dir, "rev-parse", "--verify", "--quiet", oldest+"^"); err == nil && p != "" {
+	if p, err := gate.Git(ctx, dir, "rev-parse", "--verify", "--quiet", oldest+"^"); err == nil && p != "" {
 		return p, nil
 	}
-	return gitOut(ctx, dir, "hash-object", "-t", "tree", "/dev/null")
-}
-
-func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-			return "", fmt.Errorf("git %s: %s", args[0], strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", fmt.Errorf("git %s: %w", args[0], err)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return gate.Git(ctx, dir, "hash-object", "-t", "tree", "/dev/null")
 }

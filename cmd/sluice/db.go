@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -136,15 +135,7 @@ func runDB(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 // dbPolicy loads the policy whose vulndb section applies, and the
 // directory its relative paths are resolved against.
 func dbPolicy(ctx context.Context, path string) (*gate.Policy, string, error) {
-	cwd, err := os.Getwd()
-	if err != nil {
-		return nil, "", err
-	}
-	dir := cwd
-	if top, err := gate.RepoRoot(ctx, cwd); err == nil {
-		dir = top
-	}
-	pol, err := gate.FindPolicy(path, dir, catalog())
+	pol, dir, err := workspacePolicy(ctx, path)
 	if err != nil {
 		return nil, "", err
 	}
