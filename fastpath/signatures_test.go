@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ type sigLab struct {
 	host  string
 	dir   string
 	key   *signtest.Key
-	delay time.Duration // added to every manifest request once set
+	delay atomic.Int64 // nanoseconds added to every manifest request once set
 	// pattern is the policy rule's pattern; the lab's registry by default.
 	pattern string
 }
@@ -41,7 +42,7 @@ func newSigLab(t *testing.T) *sigLab {
 	l := &sigLab{dir: t.TempDir()}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	l.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d := l.delay; d > 0 && strings.Contains(r.URL.Path, "/manifests/") {
+		if d := time.Duration(l.delay.Load()); d > 0 && strings.Contains(r.URL.Path, "/manifests/") {
 			select {
 			case <-time.After(d):
 			case <-r.Context().Done():
@@ -211,9 +212,9 @@ func TestSignaturesControlResolvesByItsDeclaredModes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l.delay = 0
+			l.delay.Store(0)
 			if tt.slow {
-				l.delay = 5 * time.Second
+				l.delay.Store(int64(5 * time.Second))
 			}
 			g, err := l.gate(t, l.policy(fmt.Sprintf("    budget: %v\n%s", budget, tt.modes)))
 			if err != nil {
