@@ -199,10 +199,16 @@ type Rule struct {
 	// MinRuns is how many runs in the window (since the control's last
 	// move) a decision needs.
 	MinRuns int
+	// ReviewEvery is how often a control's runs are reviewed; checks in
+	// between reuse the last review's decision. 0 reviews on every check.
+	ReviewEvery time.Duration
 }
 
-// DefaultRule is the rule when the policy is silent: off, 7 days, 20 runs.
-func DefaultRule() Rule { return Rule{Window: 7 * 24 * time.Hour, MinRuns: 20} }
+// DefaultRule is the rule when the policy is silent: off, 7 days, 20 runs,
+// reviewed at most once a minute.
+func DefaultRule() Rule {
+	return Rule{Window: 7 * 24 * time.Hour, MinRuns: 20, ReviewEvery: time.Minute}
+}
 
 // Demotable reports whether a fast control may be demoted to the slow
 // path: only when its on_overrun is defer, that is, when the policy already

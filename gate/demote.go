@@ -96,6 +96,8 @@ type budgetsSection struct {
 	AutoDemote *bool   `yaml:"auto_demote"`
 	Window     *string `yaml:"window"`
 	MinRuns    *int    `yaml:"min_runs"`
+	// ReviewEvery is a Go duration; "0s" reviews on every check.
+	ReviewEvery *time.Duration `yaml:"review_every"`
 }
 
 func (d *decoder) budgets(r *budgets.Rule, n *yaml.Node) error {
@@ -122,6 +124,12 @@ func (d *decoder) budgets(r *budgets.Rule, n *yaml.Node) error {
 			return d.errf(d.pos["budgets.min_runs"], "budgets.min_runs", "must be between 1 and 1000000, got %d", *raw.MinRuns)
 		}
 		r.MinRuns = *raw.MinRuns
+	}
+	if raw.ReviewEvery != nil {
+		if *raw.ReviewEvery < 0 || *raw.ReviewEvery > 24*time.Hour {
+			return d.errf(d.pos["budgets.review_every"], "budgets.review_every", "must be between 0s and 24h, got %s", *raw.ReviewEvery)
+		}
+		r.ReviewEvery = *raw.ReviewEvery
 	}
 	return nil
 }

@@ -339,6 +339,21 @@ func (q *Queue) Review(ctx context.Context, rule budgets.Rule, cands []gate.Cand
 				return fmt.Errorf("reading demotions of %s: %w", c.Control, err)
 			}
 			isDemoted := last.Action == "demote"
+			if rule.ReviewEvery > 0 {
+				rv, ok, err := lastReview(ctx, tx, c.Control)
+				if err != nil {
+					return fmt.Errorf("reading the last review of %s: %w", c.Control, err)
+				}
+				if ok && rv.budgetMS == c.Budget.Time.Milliseconds() && now.Sub(rv.at) < rule.ReviewEvery && !rv.at.After(now) {
+					switch {
+					case isDemoted:
+						out.Demoted = append(out.Demoted, demotion(last))
+					case rv.held:
+						out.Held = append(out.Held, gate.Demotion{Control: c.Control, Since: rv.at, Runs: rv.runs, P95MS: rv.p95MS, BudgetMS: rv.budgetMS, Reason: rv.reason})
+					}
+					continue
+				}
+			}
 			from := now.Add(-rule.Window).UnixMilli()
 			if !last.At.IsZero() {
 				from = max(from, last.At.UnixMilli())
@@ -359,6 +374,9 @@ func (q *Queue) Review(ctx context.Context, rule budgets.Rule, cands []gate.Cand
 					return err
 				}
 			}
+			if err := saveReview(ctx, tx, m, d.Held); err != nil {
+				return err
+			}
 			switch {
 			case d.Action == "demote":
 				out.Demoted = append(out.Demoted, demotion(m))
@@ -374,6 +392,47 @@ func (q *Queue) Review(ctx context.Context, rule budgets.Rule, cands []gate.Cand
 		return gate.Review{}, fmt.Errorf("reviewing demotions: %w", err)
 	}
 	return out, nil
+}
+
+// review is a control's last full review.
+type review struct {
+	at          time.Time
+	budgetMS    int64
+	held        bool
+	runs, p95MS int64
+	reason      string
+}
+
+func lastReview(ctx context.Context, tx txn, control string) (review, bool, error) {
+	r, err := tx.query(ctx, `SELECT at_ms, budget_ms, held, runs, p95_ms, reason FROM sluice_review WHERE control = $1`, control)
+	if err != nil {
+		return review{}, false, err
+	}
+	defer r.Close()
+	if !r.Next() {
+		return review{}, false, r.Err()
+	}
+	var rv review
+	var at int64
+	if err := r.Scan(&at, &rv.budgetMS, &rv.held, &rv.runs, &rv.p95MS, &rv.reason); err != nil {
+		return review{}, false, err
+	}
+	rv.at = time.UnixMilli(at).UTC()
+	return rv, true, nil
+}
+
+// saveReview records a full review's figures and whether it held the
+// control back (over budget but not demotable).
+func saveReview(ctx context.Context, tx txn, m budgets.Move, held bool) error {
+	_, err := tx.exec(ctx, `INSERT INTO sluice_review (control, at_ms, budget_ms, held, runs, p95_ms, reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (control) DO UPDATE SET at_ms = excluded.at_ms, budget_ms = excluded.budget_ms, held = excluded.held,
+			runs = excluded.runs, p95_ms = excluded.p95_ms, reason = excluded.reason`,
+		m.Control, m.At.UnixMilli(), m.BudgetMS, held, m.Runs, m.P95MS, m.Reason)
+	if err != nil {
+		return fmt.Errorf("recording the review of %s: %w", m.Control, err)
+	}
+	return nil
 }
 
 func demotion(m budgets.Move) gate.Demotion {

@@ -123,18 +123,27 @@ func BenchmarkReport(b *testing.B) {
 			}
 		}
 	})
-	// What auto-demotion adds to each check: three fast controls reviewed.
-	b.Run("review-1M", func(b *testing.B) {
-		rule := budgets.Rule{AutoDemote: true, Window: 7 * 24 * time.Hour, MinRuns: 20}
-		cands := []gate.Candidate{
-			{Control: "secrets", Budget: budgets.Budget{Time: 5 * time.Second, OnOverrun: budgets.Defer}},
-			{Control: "lint", Budget: budgets.Budget{Time: 20 * time.Second, OnOverrun: budgets.Defer}},
-			{Control: "signatures", Budget: budgets.Budget{Time: 10 * time.Second, OnOverrun: budgets.FailClosed}},
+	// What auto-demotion adds to a check: three fast controls reviewed in
+	// full (review_every: 0s, or the first check after review_every), and
+	// between full reviews (the default review_every: 1m), the last
+	// decision read back.
+	cands := []gate.Candidate{
+		{Control: "secrets", Budget: budgets.Budget{Time: 5 * time.Second, OnOverrun: budgets.Defer}},
+		{Control: "lint", Budget: budgets.Budget{Time: 20 * time.Second, OnOverrun: budgets.Defer}},
+		{Control: "signatures", Budget: budgets.Budget{Time: 10 * time.Second, OnOverrun: budgets.FailClosed}},
+	}
+	for _, every := range []time.Duration{0, time.Hour} {
+		name := "review-1M"
+		if every > 0 {
+			name = "review-between-1M"
 		}
-		for b.Loop() {
-			if _, err := q.Review(ctx, rule, cands); err != nil {
-				b.Fatal(err)
+		b.Run(name, func(b *testing.B) {
+			rule := budgets.Rule{AutoDemote: true, Window: 7 * 24 * time.Hour, MinRuns: 20, ReviewEvery: every}
+			for b.Loop() {
+				if _, err := q.Review(ctx, rule, cands); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 }

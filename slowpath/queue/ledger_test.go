@@ -148,7 +148,7 @@ func TestReportFiguresAgainstHandComputedValues(t *testing.T) {
 }
 
 // demotionPolicy is a catalog of one fast control that counts its runs.
-func demotionGate(t *testing.T, q *queue.Queue, onOverrun budgets.Mode, runs *int) *gate.Gate {
+func demotionGate(t *testing.T, q *queue.Queue, onOverrun budgets.Mode, runs *int, reviewEvery ...string) *gate.Gate {
 	t.Helper()
 	cat := gate.Catalog{{
 		Name: "secrets", Placement: gate.Fast, Enabled: true, Kind: "secrets",
@@ -157,7 +157,11 @@ func demotionGate(t *testing.T, q *queue.Queue, onOverrun budgets.Mode, runs *in
 			return gate.ControlFunc(func(context.Context, *gate.Change) (gate.Result, error) { *runs++; return gate.Result{}, nil }), nil
 		},
 	}}
-	pol, err := gate.ParsePolicy(".sluice.yaml", []byte("version: 1\nbudgets:\n  auto_demote: true\n  window: 7d\n  min_runs: 3\n"), cat)
+	every := "0s" // every check reviews, unless the test says otherwise
+	if len(reviewEvery) > 0 {
+		every = reviewEvery[0]
+	}
+	pol, err := gate.ParsePolicy(".sluice.yaml", []byte("version: 1\nbudgets:\n  auto_demote: true\n  window: 7d\n  min_runs: 3\n  review_every: "+every+"\n"), cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +266,51 @@ func TestDemotionAndItsReversal(t *testing.T) {
 			ms, _ = q.Moves(ctx, t0)
 			if len(ms) != 4 || ms[3].By != "manual" || ms[3].Action != "restore" {
 				t.Errorf("want the manual restore recorded, got %+v", ms)
+			}
+		})
+	}
+}
+
+// TestReviewEveryReusesTheLastReview: between full reviews a check reads
+// the last decision instead of the control's runs, so runs over budget
+// that arrive in between demote the control only at the next review; a
+// manual restore takes effect at once.
+func TestReviewEveryReusesTheLastReview(t *testing.T) {
+	for _, driver := range testdb.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			c := &clock{t: t0}
+			q := openAt(t, driver, c)
+			runs := 0
+			g := demotionGate(t, q, budgets.Defer, &runs, "1m")
+			ch := &gate.Change{Mode: gate.PathsMode, Root: t.TempDir(), Paths: []string{"a"}}
+
+			c.advance(time.Second)
+			if v := g.Check(ctx, ch); runs != 1 || len(v.Demoted) != 0 {
+				t.Fatalf("no runs yet: want the control run fast, got %d runs, %+v", runs, v.Demoted)
+			}
+			for i := range 3 {
+				record(t, q, fmt.Sprint("x", i), gate.ControlRun{Name: "secrets", Path: gate.Fast, Status: budgets.Passed, DurationMS: 500, BudgetMS: 100})
+			}
+			c.advance(30 * time.Second)
+			if v := g.Check(ctx, ch); runs != 2 || len(v.Demoted) != 0 {
+				t.Fatalf("within review_every of the last review: want its decision reused, got %d runs, %+v", runs, v.Demoted)
+			}
+			c.advance(31 * time.Second)
+			v := g.Check(ctx, ch)
+			if runs != 2 || len(v.Demoted) != 1 || v.Demoted[0].Control != "secrets" {
+				t.Fatalf("a minute after the last review: want secrets demoted, got %d runs, %+v", runs, v.Demoted)
+			}
+			c.advance(time.Second)
+			if v := g.Check(ctx, ch); runs != 2 || len(v.Demoted) != 1 {
+				t.Fatalf("between reviews: want the demotion kept, got %d runs, %+v", runs, v.Demoted)
+			}
+			if _, err := q.Restore(ctx, "secrets", 100*time.Millisecond, "reprofiled"); err != nil {
+				t.Fatal(err)
+			}
+			c.advance(time.Second)
+			if v := g.Check(ctx, ch); runs != 3 || len(v.Demoted) != 0 {
+				t.Fatalf("after a manual restore: want the control run fast at once, got %d runs, %+v", runs, v.Demoted)
 			}
 		})
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // schemaVersion is the version of sluice's own tables.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // schema is sluice's tables beside River's. Times are Unix milliseconds so
 // that both databases store and compare them the same way.
@@ -107,6 +107,18 @@ func schema(driver string) []string {
 			budget_ms BIGINT NOT NULL,
 			reason TEXT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS sluice_demotion_control ON sluice_demotion (control, id)`,
+
+		// Version 4: the last full review of each control, so that checks
+		// between reviews (budgets.review_every) read one row instead of
+		// the control's runs.
+		`CREATE TABLE IF NOT EXISTS sluice_review (
+			control TEXT PRIMARY KEY,
+			at_ms BIGINT NOT NULL,
+			budget_ms BIGINT NOT NULL,
+			held BOOLEAN NOT NULL,
+			runs BIGINT NOT NULL,
+			p95_ms BIGINT NOT NULL,
+			reason TEXT NOT NULL)`,
 	}
 	for i, s := range stmts {
 		stmts[i] = strings.ReplaceAll(s, "{{ID}}", id)
