@@ -127,6 +127,10 @@ Flags:
 	}
 	res := batchResults(records)
 	if u := cmpOr(*queueFlag, getenv("SLUICE_QUEUE")); u != "" {
+		if missingSQLite(u) {
+			fmt.Fprintf(stderr, "sluice batch: no queue at %s: give the queue checks record into\n", u)
+			return exitUsage
+		}
 		q, err := queue.Open(ctx, u, queueOptions(pol, nil))
 		if err != nil {
 			return fail(stderr, "batch", err)

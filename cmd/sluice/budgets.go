@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -92,10 +91,10 @@ func runBudgets(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	u := queueURL(*queueFlag, getenv, pol, dir, "")
 	if u == "" {
 		u = dir + "/" + queue.DefaultPath
-		if _, err := os.Stat(u); err != nil {
-			fmt.Fprintf(stderr, "sluice budgets: no queue: give --queue or SLUICE_QUEUE (no %s here); checks record their runs with --queue\n", queue.DefaultPath)
-			return exitUsage
-		}
+	}
+	if missingSQLite(u) {
+		fmt.Fprintf(stderr, "sluice budgets: no queue at %s: give --queue or SLUICE_QUEUE; checks record their runs with --queue\n", u)
+		return exitUsage
 	}
 	q, err := queue.Open(ctx, u, queueOptions(pol, nil))
 	if err != nil {

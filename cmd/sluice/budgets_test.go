@@ -164,3 +164,29 @@ func TestBudgetsUsageErrorsExitTwo(t *testing.T) {
 		}
 	})
 }
+
+// TestReadingCommandsRefuseAMissingQueueFile: status, budgets and batch
+// only read the store; a mistyped SQLite path is an error, and no empty
+// queue is left behind.
+func TestReadingCommandsRefuseAMissingQueueFile(t *testing.T) {
+	repo := testrepo.New(t)
+	repo.Write("a.txt", "one\n")
+	repo.Commit("one")
+	repo.Write("a.txt", "two\n")
+	repo.Commit("two")
+	dir := repo.Dir
+	missing := filepath.Join(t.TempDir(), "typo.db")
+	for _, args := range [][]string{
+		{"status", "--queue", missing, "--paths", "."},
+		{"budgets", "--queue", "sqlite:" + missing},
+		{"batch", "--queue", missing, "--base", "HEAD^", "--head", "HEAD"},
+	} {
+		res := sluice(t, dir, args...)
+		if res.code != exitUsage || !strings.Contains(res.stderr, "no queue at") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and \"no queue at\"", args, res.code, res.stderr)
+		}
+		if _, err := os.Stat(missing); err == nil {
+			t.Fatalf("%v made %s", args, missing)
+		}
+	}
+}

@@ -51,7 +51,8 @@ Usage:
   sluice version                   print the version
 
 Exit codes: 0 pass, 1 blocked by policy, 2 usage or configuration error,
-3 internal error; sluice batch: 0 approved, 4 partly approved, 1 refused.
+3 internal error; sluice batch: 0 approved, 4 partly approved, 1 refused;
+sluice status: 4 while work is still queued or running.
 Run 'sluice check -h' for the flags of check.
 `
 

@@ -82,10 +82,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	u := queueURL(*queueFlag, getenv, pol, dir, "")
 	if u == "" {
 		u = dir + "/" + queue.DefaultPath
-		if _, err := os.Stat(u); err != nil {
-			fmt.Fprintf(stderr, "sluice status: no queue: give --queue or SLUICE_QUEUE (no %s here)\n", queue.DefaultPath)
-			return exitUsage
-		}
+	}
+	if missingSQLite(u) {
+		fmt.Fprintf(stderr, "sluice status: no queue at %s: give --queue or SLUICE_QUEUE (check --queue or worker makes it)\n", u)
+		return exitUsage
 	}
 	q, err := queue.Open(ctx, u, queueOptions(pol, nil))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -56,6 +57,17 @@ func queueURL(flagURL string, getenv env, pol *gate.Policy, policyDir, fallback 
 		return p
 	}
 	return fallback
+}
+
+// missingSQLite reports whether u names a SQLite file that does not exist:
+// commands that only read the store refuse it rather than make an empty
+// queue at a mistyped path.
+func missingSQLite(u string) bool {
+	if isPostgres(u) {
+		return false
+	}
+	_, err := os.Stat(strings.TrimPrefix(u, "sqlite:"))
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 func isPostgres(u string) bool {
