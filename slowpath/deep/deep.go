@@ -104,6 +104,12 @@ type Report struct {
 	Packages int `json:"packages"`
 }
 
+// scanning runs one scan at a time in a process: Trivy's analyzers are
+// process-wide instances that every scan re-initialises (found by the race
+// detector with two worker slots scanning at once). A scan is parallel
+// inside (layers side by side); more worker processes scan more at once.
+var scanning sync.Mutex
+
 // trivyDB guards trivy-db's process-wide handle: Trivy keeps one open DB
 // per process, so scans share it and a scan with another DBDir waits for
 // the running ones and reopens it.
@@ -239,6 +245,8 @@ func run(ctx context.Context, art artifact.Artifact, c cache.Cache) (types.Repor
 // OCI layout, or "tarball:FILE" for `docker save` output or a tar of an OCI
 // layout.
 func ScanImage(ctx context.Context, ref string, opts Options) (*Report, error) {
+	scanning.Lock()
+	defer scanning.Unlock()
 	if err := opts.defaults(); err != nil {
 		return nil, fmt.Errorf("scanning image %s: %w", ref, err)
 	}
@@ -278,6 +286,8 @@ func ScanImage(ctx context.Context, ref string, opts Options) (*Report, error) {
 // ScanDependencies scans the lockfiles and manifests under dir (a
 // repository materialised at a commit).
 func ScanDependencies(ctx context.Context, dir string, opts Options) (*Report, error) {
+	scanning.Lock()
+	defer scanning.Unlock()
 	if err := opts.defaults(); err != nil {
 		return nil, fmt.Errorf("scanning dependencies of %s: %w", dir, err)
 	}
