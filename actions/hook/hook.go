@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/atomicfile"
 )
 
 // Marker is the line that identifies a hook sluice installed.
@@ -92,30 +93,10 @@ func Install(ctx context.Context, dir string, o InstallOptions) (Installed, erro
 			return in, fmt.Errorf("keeping the existing hook: %w", err)
 		}
 	}
-	if err := writeExecutable(in.Path, []byte(Script(o.Exe))); err != nil {
+	if err := atomicfile.Write(in.Path, []byte(Script(o.Exe)), 0o755); err != nil {
 		return in, fmt.Errorf("writing the hook: %w", err)
 	}
 	return in, nil
-}
-
-func writeExecutable(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".pre-push.tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o755); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // Update is one line git gives a pre-push hook.

@@ -5,12 +5,12 @@ package tekton
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/atomicfile"
 )
 
 // MaxResultsBytes is what Tekton allows all of a step's results together
@@ -55,25 +55,9 @@ func WriteResults(dir string, v *gate.Verdict) error {
 		return fmt.Errorf("writing Tekton results: %d bytes, more than Tekton's %d", size, MaxResultsBytes)
 	}
 	for _, name := range ResultNames {
-		if err := writeAtomic(filepath.Join(dir, name), []byte(res[name])); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), []byte(res[name]), 0o644); err != nil {
 			return fmt.Errorf("writing Tekton result %s: %w", name, err)
 		}
 	}
 	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/atomicfile"
 	"github.com/sluice-ci/sluice/slowpath/queue"
 )
 
@@ -150,7 +151,7 @@ Flags:
 		if err := gate.WriteBatch(&buf, "json", plan); err != nil {
 			return fail(stderr, "batch", err)
 		}
-		if err := writeFileAtomic(*output, buf.Bytes()); err != nil {
+		if err := atomicfile.Write(*output, buf.Bytes(), 0o644); err != nil {
 			return fail(stderr, "batch", fmt.Errorf("writing --output: %w", err))
 		}
 	}
@@ -159,7 +160,7 @@ Flags:
 		if err != nil {
 			return fail(stderr, "batch", err)
 		}
-		if err := writeFileAtomic(*debtFile, append(data, '\n')); err != nil {
+		if err := atomicfile.Write(*debtFile, append(data, '\n'), 0o644); err != nil {
 			return fail(stderr, "batch", fmt.Errorf("writing --debt: %w", err))
 		}
 	}

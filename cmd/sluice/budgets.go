@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-ci/sluice/budgets"
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/atomicfile"
 	"github.com/sluice-ci/sluice/slowpath/queue"
 )
 
@@ -139,7 +140,7 @@ func runBudgets(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return fail(stderr, "budgets", err)
 	}
 	if *output != "" {
-		if err := writeFileAtomic(*output, buf.Bytes()); err != nil {
+		if err := atomicfile.Write(*output, buf.Bytes(), 0o644); err != nil {
 			return fail(stderr, "budgets", fmt.Errorf("writing --output: %w", err))
 		}
 		return exitPass

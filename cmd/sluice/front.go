@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-ci/sluice/actions/sarif"
 	"github.com/sluice-ci/sluice/actions/tekton"
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/atomicfile"
 )
 
 // front is what `sluice check` does for the CI front ends: the flags of
@@ -221,7 +222,7 @@ func (fe *front) finish(ctx context.Context, stdout, stderr io.Writer, v *gate.V
 		var buf bytes.Buffer
 		err := sarif.Write(&buf, v, sarif.Options{Version: version()})
 		if err == nil {
-			err = writeFileAtomic(*fe.sarif, buf.Bytes())
+			err = atomicfile.Write(*fe.sarif, buf.Bytes(), 0o644)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("writing SARIF: %w", err))
@@ -233,7 +234,7 @@ func (fe *front) finish(ctx context.Context, stdout, stderr io.Writer, v *gate.V
 		var buf bytes.Buffer
 		err := junit.Write(&buf, v)
 		if err == nil {
-			err = writeFileAtomic(*fe.junit, buf.Bytes())
+			err = atomicfile.Write(*fe.junit, buf.Bytes(), 0o644)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("writing JUnit: %w", err))

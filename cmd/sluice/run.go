@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-ci/sluice/actions"
 	"github.com/sluice-ci/sluice/fastpath"
 	"github.com/sluice-ci/sluice/gate"
+	"github.com/sluice-ci/sluice/internal/atomicfile"
 	"github.com/sluice-ci/sluice/slowpath"
 )
 
@@ -226,7 +227,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err := actions.WriteJSON(&buf, v); err != nil {
 			return fe.fail(stderr, err)
 		}
-		if err := writeFileAtomic(*output, buf.Bytes()); err != nil {
+		if err := atomicfile.Write(*output, buf.Bytes(), 0o644); err != nil {
 			return fe.fail(stderr, fmt.Errorf("writing --output: %w", err))
 		}
 	}
@@ -332,23 +333,4 @@ func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames
-// it into place, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

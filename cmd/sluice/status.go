@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/atomicfile"
 	"github.com/sluice-ci/sluice/slowpath/queue"
 )
 
@@ -104,7 +105,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			if err := os.MkdirAll(*sbomDir, 0o755); err != nil {
 				return fail(stderr, "status", fmt.Errorf("writing SBOMs: %w", err))
 			}
-			if err := writeFileAtomic(filepath.Join(*sbomDir, "job-"+j.Job+".cdx.json"), j.Result.SBOM); err != nil {
+			if err := atomicfile.Write(filepath.Join(*sbomDir, "job-"+j.Job+".cdx.json"), j.Result.SBOM, 0o644); err != nil {
 				return fail(stderr, "status", fmt.Errorf("writing SBOM of job %s: %w", j.Job, err))
 			}
 		}
