@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/sourcegraph/conc"
 
 	"github.com/sluice-ci/sluice/internal/vulnfixture"
 	"github.com/sluice-ci/sluice/slowpath/deep"
@@ -336,5 +337,43 @@ func TestANewDBIsUsedByTheNextScan(t *testing.T) {
 	}
 	if after.DBVersion != info.String() || after.DBVersion == before.DBVersion {
 		t.Errorf("DBVersion %q, want the new DB's %q", after.DBVersion, info.String())
+	}
+}
+
+// TestScansSideBySide: a worker with several slots may start image scans and
+// a dependency scan at once; both finish with their own findings. (Trivy's
+// analyzers are process-wide, so deep runs one scan at a time; under
+// `go test -race` this test fails if that guard goes.)
+func TestScansSideBySide(t *testing.T) {
+	e := setup(t)
+	var (
+		wg    conc.WaitGroup
+		imgs  [2]*deep.Report
+		ierrs [2]error
+		deps  *deep.Report
+		derr  error
+	)
+	// From a tarball, not the registry: the HTTP client's own locking
+	// would order the scans and hide a race from the detector.
+	tarFile := filepath.Join(t.TempDir(), "image.tar")
+	tag, _ := name.NewTag("app/debian:12")
+	if err := tarball.WriteToFile(tarFile, tag, e.img); err != nil {
+		t.Fatal(err)
+	}
+	for i := range imgs {
+		wg.Go(func() { imgs[i], ierrs[i] = deep.ScanImage(context.Background(), "tarball:"+tarFile, e.opts()) })
+	}
+	wg.Go(func() { deps, derr = deep.ScanDependencies(context.Background(), "testdata/repo", e.opts()) })
+	wg.Wait()
+	if err := errors.Join(ierrs[0], ierrs[1], derr); err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range imgs {
+		if got := ids(img); !slices.Equal(got, wantImageIDs) {
+			t.Errorf("image IDs %v, want %v", got, wantImageIDs)
+		}
+	}
+	if got, want := ids(deps), []string{"CVE-2021-23337", "CVE-2022-32149"}; !slices.Equal(got, want) {
+		t.Errorf("dependency IDs %v, want %v", got, want)
 	}
 }
