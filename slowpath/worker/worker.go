@@ -306,7 +306,7 @@ func (w *Worker) concluded(ctx context.Context, job queue.Job) {
 func (w *Worker) analyze(ctx context.Context, job queue.Job) (out Outcome, err error) {
 	a := w.opts.Analyzers[job.Kind]
 	if a == nil {
-		return Outcome{}, fmt.Errorf("no analyzer for %s jobs in this build of sluice (not built in this version yet)", job.Kind)
+		return Outcome{}, fmt.Errorf("no analyzer for %s jobs in this build of sluice (a newer sluice may have queued it: run its worker)", job.Kind)
 	}
 	defer func() {
 		if v := recover(); v != nil {
