@@ -175,6 +175,12 @@ func (q *Queue) enqueueTx(ctx context.Context, tx txn, j Job, verdictID *int64, 
 		j.Key, res.Job.ID, j.Kind, j.Subject, j.ChangeSubject, j.Control, j.PolicyDigest, j.DBVersion, j.Lane, verdictID, now); err != nil {
 		return Receipt{}, fmt.Errorf("recording job %s: %w", j.Key, err)
 	}
+	if _, digest, ok := strings.Cut(j.Subject, "@sha256:"); ok {
+		if _, err := tx.exec(ctx, `INSERT INTO sluice_job_digest (digest, key) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+			"sha256:"+digest, j.Key); err != nil {
+			return Receipt{}, fmt.Errorf("recording job %s by digest: %w", j.Key, err)
+		}
+	}
 	return Receipt{Job: strconv.FormatInt(res.Job.ID, 10), Duplicate: res.UniqueSkippedAsDuplicate}, nil
 }
 

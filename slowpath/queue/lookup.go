@@ -31,7 +31,7 @@ func (q *Queue) Lookup(ctx context.Context, kind, subject string) (gate.ResultSt
 	}
 	where, args := "j.subject = $2", []any{kind, subject}
 	if _, digest, ok := strings.Cut(subject, "@"); ok && digestRE.MatchString(digest) {
-		where, args = "(j.subject = $2 OR j.subject LIKE $3)", append(args, "%@"+digest)
+		where, args = "(j.subject = $2 OR j.key IN (SELECT key FROM sluice_job_digest WHERE digest = $3))", append(args, digest)
 	}
 	type row struct {
 		state, lastErr   string

@@ -8,7 +8,7 @@ import (
 )
 
 // schemaVersion is the version of sluice's own tables.
-const schemaVersion = 4
+const schemaVersion = 5
 
 // schema is sluice's tables beside River's. Times are Unix milliseconds so
 // that both databases store and compare them the same way.
@@ -119,8 +119,24 @@ func schema(driver string) []string {
 			runs BIGINT NOT NULL,
 			p95_ms BIGINT NOT NULL,
 			reason TEXT NOT NULL)`,
+
+		// Version 5: jobs by image digest, so that a lookup by digest
+		// (status --image, batch results) reads an index instead of
+		// matching every job's subject; filled for jobs queued before.
+		`CREATE TABLE IF NOT EXISTS sluice_job_digest (
+			digest TEXT NOT NULL,
+			key TEXT NOT NULL,
+			PRIMARY KEY (digest, key))`,
+		`INSERT INTO sluice_job_digest (digest, key)
+			SELECT substr(subject, {{POS}}(subject, '@sha256:') + 1), key FROM sluice_job WHERE subject LIKE '%@sha256:%'
+			ON CONFLICT DO NOTHING`,
+	}
+	pos := "instr"
+	if driver == "postgres" {
+		pos = "strpos"
 	}
 	for i, s := range stmts {
+		s = strings.ReplaceAll(s, "{{POS}}", pos)
 		stmts[i] = strings.ReplaceAll(s, "{{ID}}", id)
 	}
 	return stmts

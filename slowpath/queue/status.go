@@ -90,7 +90,7 @@ func (q *Queue) Status(ctx context.Context, qu Query) (*Report, error) {
 	case qu.Subject != "":
 		where, arg, label = "j.subject = $1 OR j.change_subject = $1", qu.Subject, qu.Subject
 	case qu.Digest != "":
-		where, arg, label = "j.subject LIKE $1", "%@"+qu.Digest, qu.Digest
+		where, arg, label = "j.key IN (SELECT key FROM sluice_job_digest WHERE digest = $1)", qu.Digest, qu.Digest
 	default:
 		return nil, errors.New("reading status: no subject or digest given")
 	}
@@ -147,7 +147,7 @@ func (q *Queue) Status(ctx context.Context, qu Query) (*Report, error) {
 		r.Close()
 		vw, varg := "subject = $1", qu.Subject
 		if qu.Digest != "" {
-			vw, varg = "id IN (SELECT verdict_id FROM sluice_job WHERE subject LIKE $1)", "%@"+qu.Digest
+			vw, varg = "id IN (SELECT j.verdict_id FROM sluice_job j JOIN sluice_job_digest d ON d.key = j.key WHERE d.digest = $1)", qu.Digest
 		}
 		vr, err := tx.query(ctx, `SELECT id, subject, verdict, recorded_at_ms, policy_digest FROM sluice_verdict WHERE `+vw+` ORDER BY id`, varg)
 		if err != nil {
