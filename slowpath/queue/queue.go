@@ -249,13 +249,31 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger) (*sqliteB
 	// One writer at a time (riversqlite's advice), WAL so readers in other
 	// processes do not block, a busy timeout for those other processes,
 	// and BEGIN IMMEDIATE so a transaction never fails upgrading to write.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	// The busy timeout comes first: the pragmas run in order, and switching
+	// a new file to WAL while another process creates it is busy too.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if err := db.PingContext(ctx); err != nil {
+	// Switching a file to WAL needs it to itself: when processes open a
+	// new queue at once, SQLite may answer busy without waiting (a lock
+	// upgrade that would deadlock is refused at once), so the first
+	// connection is retried for as long as the busy timeout would wait.
+	for wait, deadline := 5*time.Millisecond, time.Now().Add(10*time.Second); ; wait = min(2*wait, 200*time.Millisecond) {
+		err = db.PingContext(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			db.Close()
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -267,6 +285,11 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger) (*sqliteB
 	}
 	b.ins = ins
 	return b, nil
+}
+
+// isBusy reports whether err is SQLite's "database is locked".
+func isBusy(err error) bool {
+	return strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked")
 }
 
 func (b *sqliteBackend) name() string   { return "sqlite" }
