@@ -3,7 +3,6 @@ package gate
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sluice-ci/sluice/budgets"
@@ -28,6 +27,10 @@ type Receipt struct {
 	// Duplicate is true when the same work was already queued (or done)
 	// and this record joined it instead of queueing it again.
 	Duplicate bool
+	// PerCheck is true when the subject can hold something else next time
+	// (an image by tag, files in a working tree): the work was queued for
+	// this check alone, never shared with another.
+	PerCheck bool
 }
 
 // UnreachableQueue is a Queue whose every Record fails with Err: the CLI
@@ -88,7 +91,7 @@ func (g *Gate) enqueue(ctx context.Context, v *Verdict, ch *Change) {
 			switch {
 			case receipts[i].Duplicate:
 				v.Deferred[i].Reason = "already queued by an earlier check; joined job " + receipts[i].Job
-			case v.Deferred[i].Kind == "image-scan" && !strings.Contains(v.Deferred[i].Subject, "@sha256:"):
+			case receipts[i].PerCheck && v.Deferred[i].Kind == "image-scan":
 				v.Deferred[i].Reason = "given by tag: analysed again on every check; give the image by digest (REF@sha256:...) to analyse it once"
 			}
 		}

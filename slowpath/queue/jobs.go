@@ -229,7 +229,8 @@ func (q *Queue) Record(ctx context.Context, v *gate.Verdict, ch *gate.Change) ([
 				Mode: string(ch.Mode), Root: absPath(ch.Root), Base: ch.Base, Head: ch.Head, Paths: absPaths(ch.Paths),
 			}
 			j.Key = KeyFor(j.Kind, j.Subject, j.Control, j.PolicyDigest, j.DBVersion)
-			if !Immutable(d.Subject) {
+			perCheck := !Immutable(d.Subject)
+			if perCheck {
 				// A tag or a working tree may hold something else next
 				// time: this check's work is its own.
 				j.Key += "/verdict-" + strconv.FormatInt(id, 10)
@@ -238,6 +239,7 @@ func (q *Queue) Record(ctx context.Context, v *gate.Verdict, ch *gate.Change) ([
 			if err != nil {
 				return err
 			}
+			rc.PerCheck = perCheck
 			if err := q.recordTargetTx(ctx, tx, j.Key, subject, id, now); err != nil {
 				return err
 			}
