@@ -21,15 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-if [[ -z ${TRIVY:-} ]]; then
-	TRIVY=$(go env GOPATH)/bin/trivy
-	if [[ ! -x $TRIVY ]]; then
-		echo "building trivy v0.74.0 from its module" >&2
-		GOFLAGS=-mod=mod GOPROXY="file://$(go env GOMODCACHE)/cache/download,$(go env GOPROXY)" \
-			go install github.com/aquasecurity/trivy/cmd/trivy@v0.74.0
-	fi
-fi
-[[ -x $TRIVY ]] || { echo "no trivy binary at $TRIVY" >&2; exit 2; }
+source "$ROOT/bench/trivy-cli.sh"
 (cd "$ROOT" && go build -o "$WORK/imagescan" ./bench/imagescan)
 (cd "$ROOT" && EXTRA=${EXTRA:-} "$WORK/imagescan" prepare "$WORK")
 echo "image: $(du -h "$WORK/image.tar" | cut -f1)" >&2

@@ -23,14 +23,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 # --- tools -------------------------------------------------------------------
-if [[ -z ${TRIVY:-} ]]; then
-	TRIVY=$(go env GOPATH)/bin/trivy
-	if [[ ! -x $TRIVY ]]; then
-		echo "building trivy v0.74.0 from its module" >&2
-		GOFLAGS=-mod=mod GOPROXY="file://$(go env GOMODCACHE)/cache/download,$(go env GOPROXY)" \
-			go install github.com/aquasecurity/trivy/cmd/trivy@v0.74.0
-	fi
-fi
+source "$ROOT/bench/trivy-cli.sh"
 if [[ -z ${SLUICE:-} ]]; then
 	make -C "$ROOT" build >&2
 	SLUICE=$ROOT/bin/sluice
