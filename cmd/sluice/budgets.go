@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -58,11 +57,8 @@ func runBudgets(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if restore && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		control, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitPass
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if restore && control == "" && fs.NArg() == 1 {
 		control = fs.Arg(0)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -45,11 +43,8 @@ func runHookInstall(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := newFlagSet("sluice hook install", stderr)
 	force := fs.Bool("force", false, "replace a pre-push hook sluice did not install (it is kept as pre-push.before-sluice)")
 	exeFlag := fs.String("exe", "", "sluice binary the hook runs (default: this one)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitPass
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	exe := *exeFlag
 	if exe == "" {
@@ -87,11 +82,8 @@ func runPrePush(ctx context.Context, args []string, stdin io.Reader, stderr io.W
 	fs := newFlagSet("sluice hook pre-push", stderr)
 	budget := fs.Duration("budget", defaultHookBudget, "time the whole push may spend; each control's budget is cut to what is left, and its on_overrun mode applies")
 	policy := fs.String("policy", "", "policy `FILE` (default .sluice.yaml at the repository root)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitPass
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	remote := fs.Arg(0)
 	cwd, err := os.Getwd()

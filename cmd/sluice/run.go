@@ -132,6 +132,19 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args into fs. When the command should stop there, it
+// returns false with the exit code: 0 after -h (fs printed the usage), 2
+// for a bad flag (fs printed what was wrong).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitPass, false
+		}
+		return exitUsage, false
+	}
+	return exitPass, true
+}
+
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
 	fs := newFlagSet("sluice check", stderr)
 	var (
@@ -154,11 +167,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fmt.Fprint(stderr, "Usage: sluice check [flags] [PATH...]\n\nWithout paths, checks the git range --base..--head of the repository around the working directory.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitPass
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	paths = append(paths, fs.Args()...)
 	if code, done := fe.prepare(ctx, fs, stdout, stderr, checkArgs{base, head, &pf.policy, format, output, queueU, &paths, &images}); done {
@@ -265,11 +275,8 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	var pf policyFlags
 	pf.register(fs)
 	policy := &pf.policy
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitPass
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args[1:]); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		if *policy != "" || fs.NArg() > 1 {

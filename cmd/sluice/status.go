@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -35,11 +33,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		fmt.Fprint(stderr, "Usage: sluice status [--commit SHA | --image REF@sha256:... | --paths PATH... | --head REF] [flags]\n\nShows the slow-path work for a commit, an image or a change (default: the repository's HEAD): jobs queued, running, retried, failed or done, their results and the exposure window.\n\nExit codes: 0 all done and clean, 1 findings or a failed job, 4 work still queued or running, 2 usage error, 3 internal error.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitPass
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	paths = append(paths, fs.Args()...)
 	given := 0

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -130,11 +129,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		fmt.Fprint(stderr, "Usage: sluice worker [flags]\n\nRuns slow-path jobs from the queue.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitPass
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 || *concurrency < 1 {
 		fmt.Fprintln(stderr, "sluice worker: takes no arguments, and --concurrency must be at least 1")
