@@ -12,7 +12,6 @@ import (
 
 	"github.com/sluice-ci/sluice/gate"
 	"github.com/sluice-ci/sluice/internal/atomicfile"
-	"github.com/sluice-ci/sluice/slowpath/queue"
 )
 
 // Exit codes of sluice batch besides exitPass (all approved), exitBlocked
@@ -123,13 +122,9 @@ Flags:
 	}
 	res := batchResults(records)
 	if u := cmpOr(*queueFlag, getenv("SLUICE_QUEUE")); u != "" {
-		if missingSQLite(u) {
-			fmt.Fprintf(stderr, "sluice batch: no queue at %s: give the queue checks record into\n", u)
-			return exitUsage
-		}
-		q, err := queue.Open(ctx, u, queueOptions(pol, nil))
-		if err != nil {
-			return fail(stderr, "batch", err)
+		q, code := openStore(ctx, "batch", u, pol, stderr)
+		if q == nil {
+			return code
 		}
 		defer q.Close()
 		res = storeFirst{store: q, files: res}

@@ -89,13 +89,9 @@ func runBudgets(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if u == "" {
 		u = dir + "/" + queue.DefaultPath
 	}
-	if missingSQLite(u) {
-		fmt.Fprintf(stderr, "sluice budgets: no queue at %s: give --queue or SLUICE_QUEUE; checks record their runs with --queue\n", u)
-		return exitUsage
-	}
-	q, err := queue.Open(ctx, u, queueOptions(pol, nil))
-	if err != nil {
-		return fail(stderr, "budgets", err)
+	q, code := openStore(ctx, "budgets", u, pol, stderr)
+	if q == nil {
+		return code
 	}
 	defer q.Close()
 

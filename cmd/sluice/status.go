@@ -79,13 +79,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if u == "" {
 		u = dir + "/" + queue.DefaultPath
 	}
-	if missingSQLite(u) {
-		fmt.Fprintf(stderr, "sluice status: no queue at %s: give --queue or SLUICE_QUEUE (check --queue or worker makes it)\n", u)
-		return exitUsage
-	}
-	q, err := queue.Open(ctx, u, queueOptions(pol, nil))
-	if err != nil {
-		return fail(stderr, "status", err)
+	q, code := openStore(ctx, "status", u, pol, stderr)
+	if q == nil {
+		return code
 	}
 	defer q.Close()
 	rep, err := q.Status(ctx, qu)

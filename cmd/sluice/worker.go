@@ -58,15 +58,22 @@ func queueURL(flagURL string, getenv env, pol *gate.Policy, policyDir, fallback 
 	return fallback
 }
 
-// missingSQLite reports whether u names a SQLite file that does not exist:
-// commands that only read the store refuse it rather than make an empty
-// queue at a mistyped path.
-func missingSQLite(u string) bool {
-	if isPostgres(u) {
-		return false
+// openStore opens the queue at u for a command that only reads the store
+// (status, budgets, batch). A SQLite file that does not exist is refused,
+// exit 2, rather than made empty at a mistyped path; on failure the queue
+// is nil and the exit code says why.
+func openStore(ctx context.Context, cmd, u string, pol *gate.Policy, stderr io.Writer) (*queue.Queue, int) {
+	if !isPostgres(u) {
+		if _, err := os.Stat(strings.TrimPrefix(u, "sqlite:")); errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(stderr, "sluice %s: no queue at %s: give --queue or SLUICE_QUEUE (sluice check --queue records into it)\n", cmd, u)
+			return nil, exitUsage
+		}
 	}
-	_, err := os.Stat(strings.TrimPrefix(u, "sqlite:"))
-	return errors.Is(err, fs.ErrNotExist)
+	q, err := queue.Open(ctx, u, queueOptions(pol, nil))
+	if err != nil {
+		return nil, fail(stderr, cmd, err)
+	}
+	return q, exitPass
 }
 
 func isPostgres(u string) bool {
