@@ -35,6 +35,8 @@ type Change struct {
 	// Files are the files the change adds or modifies (deleted files are
 	// not listed), sorted by path.
 	Files []*File
+	// Deleted are the paths the change deletes, in range mode.
+	Deleted []string
 	// Images are container image references the change releases.
 	Images []string
 	// Skipped lists what the change touches but no control can read

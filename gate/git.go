@@ -160,6 +160,7 @@ func (ch *Change) diffFiles(ctx context.Context) error {
 		mode, sha, status := parts[1], parts[3], parts[4][:1]
 		switch {
 		case status == "D":
+			ch.Deleted = append(ch.Deleted, path)
 			continue
 		case mode == "120000":
 			ch.Skipped = append(ch.Skipped, Skipped{File: path, Reason: "symlink"})

@@ -89,26 +89,6 @@ func (c Catalog) names() []string {
 	return out
 }
 
-// Env is what a control's constructor may use besides its options.
-type Env struct {
-	// Root is the directory scanned paths are relative to (the repository
-	// root in range mode).
-	Root string
-	// PolicyDir is the directory of the policy file; relative paths in
-	// options are resolved against it.
-	PolicyDir string
-	// Now is the clock (for expiries); nil means time.Now.
-	Now func() time.Time
-}
-
-// Resolve returns p relative to the policy's directory unless absolute.
-func (e Env) Resolve(p string) string {
-	if p == "" || filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(e.PolicyDir, p)
-}
-
 // ControlPolicy is one control as the policy declares it.
 type ControlPolicy struct {
 	Name      string
